@@ -1,0 +1,57 @@
+"""The table of images: one row per input file, every stage's columns joined by ``id``.
+
+Stages never edit each other's output. Each writes its own table ``tables/<stage>.parquet``
+keyed by ``id``; :func:`write_catalog` joins them into ``catalog.parquet`` after every stage,
+later stages' columns overriding earlier ones of the same name (``clean`` sets ``status``
+and ``reason`` that ``ingest`` first wrote).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from postermap.workspace import Workspace, atomic_write_table
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "duplicate", "near_duplicate", "boring", "corrupt", "failed")
+#: Tables joined onto the ingest table, in pipeline order.
+JOINED_TABLES = ("clean", "reduce", "grid", "cluster")
+
+
+def read_table(ws: Workspace, stage: str) -> pa.Table:
+    path = ws.table_path(stage)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the '{stage}' stage first")
+    return pq.read_table(path)
+
+
+def write_catalog(ws: Workspace) -> pa.Table:
+    """Join the per-stage tables that exist into ``catalog.parquet`` (atomically)."""
+    catalog = read_table(ws, "ingest")
+    for stage in JOINED_TABLES:
+        if not ws.table_path(stage).exists():
+            continue
+        extra = read_table(ws, stage)
+        overlapping = [c for c in extra.column_names if c != "id" and c in catalog.column_names]
+        catalog = catalog.drop_columns(overlapping)
+        catalog = catalog.join(extra, keys="id", join_type="left outer")
+    catalog = catalog.sort_by([("source", "ascending")])
+    atomic_write_table(ws.catalog_path, catalog)
+    return catalog
+
+
+def ok_ids(ws: Workspace) -> list[str]:
+    """Ids of the images that go on the map (status ``ok`` after cleaning), sorted."""
+    table = read_table(ws, "clean")
+    mask = pc.equal(table["status"], "ok")
+    return sorted(table.filter(mask)["id"].to_pylist())
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    counts = table.group_by("status").aggregate([("id", "count")]).to_pylist()
+    return {row["status"]: row["id_count"] for row in sorted(counts, key=lambda r: r["status"])}

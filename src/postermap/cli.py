@@ -1,0 +1,177 @@
+"""Command line: thin shells over :mod:`postermap.pipeline` and the stage modules.
+
+User errors (bad path, bad setting, a stage run out of order) become
+``click.ClickException`` with a message a person can act on; anything else propagates.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+from rich.logging import RichHandler
+
+from postermap.config import Settings, SettingsError
+from postermap.datasets import DatasetError, fetch_emoji
+from postermap.pipeline import (
+    StageOrderError,
+    load_settings,
+    run_pipeline,
+    run_stage,
+    save_settings,
+    stage_by_name,
+)
+from postermap.progress import console
+from postermap.workspace import Workspace
+
+USER_ERRORS = (SettingsError, StageOrderError, DatasetError)
+
+
+def _user_errors(func):
+    """Turn the library's user-facing errors into click errors (exit 1, one clear line)."""
+    from postermap.stages.ingest import IngestError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (*USER_ERRORS, IngestError) as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper
+
+
+def _setting_options(func):
+    """Options shared by ``run`` and the stage commands; unset ones keep their value."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="TOML file of settings (see README)."),
+        click.option("--workers", type=int, help="Processes for decoding images."),
+        click.option("--model", help="Embedding model (default efficientnet-lite0)."),
+        click.option("--batch-size", type=int, help="Images per model batch."),
+        click.option("--perplexity", type=float, help="t-SNE perplexity."),
+        click.option("--seed", type=int, help="Random seed for PCA, t-SNE and the grid."),
+        click.option("--dbscan-eps", type=float, help="DBSCAN radius (unit-square layout)."),
+        click.option("--dbscan-min-samples", type=int, help="DBSCAN core point count."),
+        click.option("--cell-size", type=int, help="Pixels per grid cell at full zoom."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(ws: Workspace | None, config_path: Path | None, **overrides) -> Settings:
+    base = load_settings(ws) if ws is not None else None
+    return Settings.load(config_path, base=base, **overrides)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="postermap")
+def main(verbose: int) -> None:
+    """postermap: a large image collection as one zoomable map of visual similarity."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.getLogger("postermap").setLevel(min(level, logging.INFO))
+    # libvips reports every finished thread pool at INFO; only its warnings matter to a user.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "workspace", required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with a 'filename' column (default: SOURCE/metadata.csv if present).")
+@click.option("--until", type=click.Choice(["ingest", "clean", "embed", "reduce", "grid",
+              "cluster", "tiles"]), help="Stop after this stage.")
+@_setting_options
+@_user_errors
+def run(source: Path, workspace: Path, metadata: Path | None, until: str | None,
+        config_path: Path | None, **overrides) -> None:
+    """Run every stage on SOURCE (a folder of images); finished stages are skipped."""
+    ws = Workspace(workspace).create()
+    settings = _settings(ws, config_path, source=str(source.resolve()),
+                         metadata=_metadata_for(source, metadata), **overrides)
+    records = run_pipeline(ws, settings, until=until)
+    done = [r["stage"] for r in records if not r["skipped"]]
+    click.echo(f"workspace: {ws.root}")
+    click.echo(f"stages run: {', '.join(done) or 'none (all up to date)'}")
+    if (ws.site_dir / "index.html").exists():
+        click.echo(f"map: {ws.site_dir / 'index.html'}  (postermap serve {workspace})")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "workspace", required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with a 'filename' column (default: SOURCE/metadata.csv if present).")
+@click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+@_setting_options
+@_user_errors
+def ingest(source: Path, workspace: Path, metadata: Path | None, force: bool,
+           config_path: Path | None, **overrides) -> None:
+    """Ingest SOURCE (a folder of images) into a workspace."""
+    ws = Workspace(workspace).create()
+    settings = _settings(ws, config_path, source=str(source.resolve()),
+                         metadata=_metadata_for(source, metadata), **overrides)
+    save_settings(ws, settings)
+    run_stage(ws, settings, stage_by_name("ingest"), force=force)
+
+
+def _stage_command(name: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+    @_setting_options
+    @_user_errors
+    def command(workspace: Path, force: bool, config_path: Path | None, **overrides) -> None:
+        ws = Workspace(workspace)
+        settings = _settings(ws, config_path, **overrides)
+        save_settings(ws, settings)
+        run_stage(ws, settings, stage_by_name(name), force=force)
+
+
+for _name, _doc in [
+    ("clean", "Flag exact duplicates (same bytes or same pixels) in WORKSPACE."),
+    ("embed", "Compute CNN features for every image on the map."),
+    ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE)."),
+    ("grid", "Snap the 2-D layout onto a gapless grid."),
+    ("cluster", "Cluster the layout with DBSCAN."),
+    ("tiles", "Render the tile pyramid and write the viewer site."),
+]:
+    _stage_command(_name, _doc)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port (0 = any free).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the map in a browser.")
+def serve(workspace: Path, host: str, port: int, open_browser: bool) -> None:
+    """Serve WORKSPACE/site over HTTP and print its URL (Ctrl-C stops)."""
+    from postermap.serve import serve_site
+
+    site = Workspace(workspace).site_dir
+    if not (site / "index.html").exists():
+        raise click.ClickException(f"{site} has no viewer yet: run 'postermap run' first")
+    serve_site(site, host=host, port=port, open_browser=open_browser)
+
+
+@main.command("fetch-default")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@_user_errors
+def fetch_default(dest: Path) -> None:
+    """Fetch the embedded default image set (Noto emoji from npm) into DEST/images."""
+    click.echo(str(fetch_emoji(dest)))
+
+
+def _metadata_for(source: Path, metadata: Path | None) -> str | None:
+    if metadata is not None:
+        return str(metadata.resolve())
+    default = source / "metadata.csv"
+    return str(default.resolve()) if default.exists() else None

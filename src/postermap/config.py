@@ -1,0 +1,97 @@
+"""One dataclass of settings, loaded from TOML and CLI options and validated once.
+
+Each stage names the settings it depends on (``Stage.params``); only those enter its
+fingerprint, so changing, say, the DBSCAN radius re-runs clustering and the tiles but not
+the embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All knobs of a run, with the defaults the embedded demo uses."""
+
+    # ingest
+    source: str | None = None  #: folder of images (recursive)
+    metadata: str | None = None  #: CSV with a ``filename`` column plus title/year/...
+    max_pixels: int = 120_000_000  #: refuse to decode larger images (decompression bombs)
+    thumb_size: int = 256  #: longest side of the stored thumbnail every later stage reads
+    workers: int = 2  #: processes decoding images
+    # embed
+    model: str = "efficientnet-lite0"
+    batch_size: int = 32
+    shard_size: int = 1024  #: images per resumable embedding shard
+    # reduce
+    pca_dims: int = 50
+    perplexity: float = 30.0
+    seed: int = 42
+    # grid
+    grid_exact_max: int = 2000  #: above this many images the scalable solver is used
+    # cluster
+    dbscan_eps: float = 0.02  #: radius in layout units (layout scaled to the unit square)
+    dbscan_min_samples: int = 8
+    # tiles
+    cell_size: int = 128  #: pixels per grid cell at full zoom
+    tile_quality: int = 85
+    background: str = "#202124"
+
+    def __post_init__(self) -> None:
+        positive = ("max_pixels", "thumb_size", "workers", "batch_size", "shard_size",
+                    "pca_dims", "grid_exact_max", "dbscan_min_samples", "cell_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 1 <= self.tile_quality <= 100:
+            raise SettingsError(f"tile_quality must be 1..100, got {self.tile_quality}")
+        if self.perplexity <= 1:
+            raise SettingsError(f"perplexity must be > 1, got {self.perplexity}")
+        if not 0 < self.dbscan_eps < 1:
+            raise SettingsError(f"dbscan_eps is in unit-square units (0..1), got {self.dbscan_eps}")
+        if not (self.background.startswith("#") and len(self.background) == 7):
+            raise SettingsError(f"background must look like #rrggbb, got {self.background!r}")
+        if self.cell_size < 16 or self.cell_size > 1024:
+            raise SettingsError(f"cell_size must be 16..1024 pixels, got {self.cell_size}")
+
+    def subset(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """The values of ``names``, for a stage's fingerprint and marker."""
+        return {name: getattr(self, name) for name in names}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], origin: str = "settings") -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(f"{origin}: unknown setting(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, toml_path: Path | None = None, base: Settings | None = None,
+             **overrides: Any) -> Settings:
+        """Defaults (or ``base``), then a TOML file, then explicit overrides (None = unset)."""
+        values = dataclasses.asdict(base) if base is not None else {}
+        if toml_path is not None:
+            try:
+                values.update(tomllib.loads(Path(toml_path).read_text()))
+            except tomllib.TOMLDecodeError as err:
+                raise SettingsError(f"{toml_path}: not valid TOML: {err}") from err
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values, origin=str(toml_path or "settings"))

@@ -1,0 +1,114 @@
+"""The one place images are opened, so every stage treats bad files the same way.
+
+``load_image`` returns an RGB image with transparency flattened onto white (what an
+ImageNet model expects and what a thumbnail should show) and turns every decoder failure
+into :class:`ImageLoadError` with a reason a person can read. Images whose declared size
+exceeds ``max_pixels`` are refused before any pixel is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageFile
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+)
+#: Decoder errors that mean "this file is not a usable image" rather than a bug of ours.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError)
+
+# Truncated files must fail loudly, never decode to a half-grey picture.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageLoadError(Exception):
+    """A file could not be decoded as an image. ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Image:
+    """Decode ``source`` (a path or the file's bytes) to a fully loaded RGB image.
+
+    Args:
+        source: file path, or the bytes already read (ingest hashes them first).
+        max_pixels: refuse images with more pixels than this, before decoding them.
+
+    Returns:
+        An RGB ``PIL.Image``; animated images give their first frame.
+
+    Raises:
+        ImageLoadError: with reason ``too_large``, ``truncated`` or ``undecodable``.
+    """
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (rather than raises) between 1x and 2x its own bomb limit; we
+            # apply our own limit below, so its warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(stream) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageLoadError(
+                        "too_large",
+                        f"{width}x{height} = {width * height:,} pixels exceeds max_pixels "
+                        f"{max_pixels:,} (raise max_pixels if the image is genuine)",
+                    )
+                image.seek(0)
+                image.load()
+                return flatten_to_rgb(image)
+    except ImageLoadError:
+        raise
+    except DECODE_ERRORS as err:
+        message = str(err) or type(err).__name__
+        reason = "truncated" if "truncated" in message.lower() else "undecodable"
+        raise ImageLoadError(reason, f"{type(err).__name__}: {message}") from err
+
+
+def flatten_to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
+                   ) -> Image.Image:
+    """RGB copy of ``image``; any alpha (including palette transparency) over ``background``."""
+    if image.mode == "RGB":
+        return image.copy()
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, background + (255,))
+    canvas.alpha_composite(rgba)
+    return canvas.convert("RGB")
+
+
+def pixel_hash(image: Image.Image) -> str:
+    """Hash of the decoded pixels, so PNG and lossless WebP of one picture compare equal."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def content_hash(data: bytes) -> str:
+    """Stable id of a file's bytes (128 bits of SHA-256, hex)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def make_thumbnail(image: Image.Image, size: int) -> bytes:
+    """JPEG bytes of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=90, optimize=False)
+    return out.getvalue()

@@ -1,0 +1,123 @@
+"""Embed: CNN features for every image on the map, in resumable shards.
+
+The ``ok`` ids (sorted) are cut into shards of ``shard_size``; each shard's file name holds
+a digest of the model name and its ids, so a finished shard is reused by any later run that
+needs exactly those images, and a killed run resumes at the first missing shard. Thumbnails
+are decoded and resized in a ``torch.utils.data.DataLoader`` worker while the model runs.
+Output: ``embed/embeddings.npy`` (float32, N x dim, memory-mappable) and ``embed/ids.npy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from postermap.catalog import ok_ids, read_table
+from postermap.config import Settings
+from postermap.embedders import Embedder, get_embedder
+from postermap.images import load_image
+from postermap.pipeline import Stage, StageOutcome
+from postermap.progress import progress_bar
+from postermap.workspace import Workspace, atomic_save_npy
+
+log = logging.getLogger(__name__)
+
+
+class ThumbnailDataset:
+    """Map-style dataset over thumbnail files, returning model-ready arrays."""
+
+    def __init__(self, paths: list[Path], embedder: Embedder) -> None:
+        self.paths = paths
+        self.preprocess = embedder.preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.preprocess(load_image(self.paths[index]))
+
+
+def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers: int,
+                on_batch=None) -> np.ndarray:
+    """Features for ``paths`` in order, decoding in ``workers - 1`` background processes."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ThumbnailDataset(paths, embedder), batch_size=batch_size,
+                        num_workers=max(0, workers - 1), collate_fn=np.stack)
+    torch.set_num_threads(max(1, workers))
+    out = np.empty((len(paths), embedder.dim), dtype=np.float32)
+    done = 0
+    for batch in loader:
+        out[done:done + len(batch)] = embedder.embed(batch)
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return out
+
+
+def run(ws: Workspace, settings: Settings) -> StageOutcome:
+    ids = ok_ids(ws)
+    if not ids:
+        raise RuntimeError("embed: no images with status 'ok' to embed")
+    ingest = read_table(ws, "ingest").select(["id", "content_hash"]).to_pylist()
+    hash_of = {row["id"]: row["content_hash"] for row in ingest}
+    shard_dir = ws.embed_dir / "shards"
+    shards = [ids[i:i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
+    key = f"{settings.model}:{settings.thumb_size}"
+    shard_paths = [shard_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
+    todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not p.exists()]
+    if len(todo) < len(shards):
+        log.info("embed: resuming, %d of %d shards already done", len(shards) - len(todo),
+                 len(shards))
+    embedder = get_embedder(settings.model) if todo else None
+    computed = 0
+    with progress_bar() as bar:
+        task = bar.add_task(f"embed ({settings.model})", total=sum(len(s) for s, _ in todo))
+        for shard_ids, path in todo:
+            paths = [ws.thumb_path(hash_of[i]) for i in shard_ids]
+            features = embed_paths(paths, embedder, settings.batch_size, settings.workers,
+                                   on_batch=lambda n: bar.advance(task, n))
+            atomic_save_npy(path, features)
+            computed += len(shard_ids)
+    dim = np.load(shard_paths[0], mmap_mode="r").shape[1]
+    merged = np.lib.format.open_memmap(ws.embed_dir / ".tmp-embeddings.npy", mode="w+",
+                                       dtype=np.float32, shape=(len(ids), dim))
+    offset = 0
+    for path in shard_paths:
+        part = np.load(path, mmap_mode="r")
+        merged[offset:offset + len(part)] = part
+        offset += len(part)
+    merged.flush()
+    del merged
+    (ws.embed_dir / ".tmp-embeddings.npy").replace(ws.embed_dir / "embeddings.npy")
+    atomic_save_npy(ws.embed_dir / "ids.npy", np.array(ids))
+    _remove_stale_shards(shard_dir, set(shard_paths))
+    return StageOutcome(counts={"in": len(ids), "embedded_now": computed,
+                                "reused_from_shards": len(ids) - computed, "dim": dim},
+                        items=computed)
+
+
+def load_embeddings(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, memory-mapped embeddings) as the embed stage left them."""
+    ids = np.load(ws.embed_dir / "ids.npy")
+    return ids, np.load(ws.embed_dir / "embeddings.npy", mmap_mode="r")
+
+
+def _digest(key: str, ids: list[str]) -> str:
+    digest = hashlib.sha256(key.encode())
+    for image_id in ids:
+        digest.update(image_id.encode())
+    return digest.hexdigest()[:16]
+
+
+def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
+    for path in shard_dir.glob("*.npy"):
+        if path not in keep:
+            path.unlink()
+
+
+STAGE = Stage(name="embed", depends=("clean",), params=("model",), run=run)

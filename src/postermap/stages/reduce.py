@@ -1,0 +1,68 @@
+"""Reduce: embeddings -> 2-D layout with PCA then openTSNE, seeded.
+
+Features are L2-normalised first, so Euclidean distance in PCA space ranks neighbours like
+cosine similarity does in the full space. PCA to ``pca_dims`` removes noise and makes the
+t-SNE affinity search cheap; openTSNE's defaults (PCA initialisation, FFT gradients for
+large N) keep global structure and scale to 169k points.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from postermap.config import Settings
+from postermap.pipeline import Stage, StageOutcome
+from postermap.stages.embed import load_embeddings
+from postermap.workspace import Workspace, atomic_save_npy, atomic_write_table
+
+log = logging.getLogger(__name__)
+
+
+def reduce_to_2d(features: np.ndarray, pca_dims: int, perplexity: float, seed: int,
+                 n_jobs: int = 1) -> np.ndarray:
+    """2-D t-SNE layout of ``features`` (N x D). Small N gets a smaller perplexity."""
+    from openTSNE import TSNE
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(features, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = len(x)
+    if n < 5:
+        raise ValueError(f"need at least 5 images for a layout, got {n}")
+    dims = min(pca_dims, n - 1, x.shape[1])
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(x)
+    # openTSNE requires 3 * perplexity < N; keep tiny test sets valid.
+    perplexity = min(perplexity, (n - 1) / 3.0)
+    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs,
+                verbose=False)
+    return np.asarray(tsne.fit(reduced), dtype=np.float64)
+
+
+def normalise_layout(xy: np.ndarray) -> np.ndarray:
+    """Scale to the unit square keeping the aspect ratio (the longer axis spans 0..1)."""
+    lo = xy.min(axis=0)
+    span = float((xy.max(axis=0) - lo).max()) or 1.0
+    return (xy - lo) / span
+
+
+def run(ws: Workspace, settings: Settings) -> StageOutcome:
+    ids, features = load_embeddings(ws)
+    xy = reduce_to_2d(features, settings.pca_dims, settings.perplexity, settings.seed,
+                      n_jobs=settings.workers)
+    atomic_save_npy(ws.root / "layout.npy", xy)
+    table = pa.table({"id": pa.array(ids.tolist(), pa.string()),
+                      "x": pa.array(xy[:, 0]), "y": pa.array(xy[:, 1])})
+    atomic_write_table(ws.table_path("reduce"), table)
+    return StageOutcome(counts={"in": len(ids), "out": len(ids)}, items=len(ids))
+
+
+def load_layout(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, N x 2 layout) aligned with the embeddings."""
+    return np.load(ws.embed_dir / "ids.npy"), np.load(ws.root / "layout.npy")
+
+
+STAGE = Stage(name="reduce", depends=("embed",), params=("pca_dims", "perplexity", "seed"),
+              run=run)

@@ -1,0 +1,167 @@
+"""Tiles: the grid mosaic as a deep-zoom pyramid, plus the static viewer site.
+
+The whole site is built in ``.tmp-site`` and swapped into ``site/`` at the end, so a
+killed run leaves the previous site intact. Output (all relative, hostable anywhere)::
+
+    site/index.html, app.js, style.css, vendor/    the viewer (package data)
+    site/tiles/{z}/{y}/{x}.jpg                      pyvips dzsave, Google layout
+    site/data/manifest.json                         grid shape, zoom levels, clusters
+    site/data/cells.json                            per cell: item index or -1
+    site/data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
+    site/data/search.json                           titles + file names, loaded on demand
+    site/images/<id>.<ext>                          originals (hard links where possible)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from postermap.catalog import write_catalog
+from postermap.config import Settings
+from postermap.pipeline import Stage, StageOutcome
+from postermap.progress import track
+from postermap.outlines import cluster_outlines
+from postermap.workspace import Workspace, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SHARD_SIZE = 1000
+TILE_SIZE = 256
+#: Catalog columns that are internal bookkeeping, not shown in the viewer's detail panel.
+HIDDEN_COLUMNS = {"id", "source", "path", "content_hash", "pixel_hash", "status", "reason",
+                  "duplicate_of", "x", "y", "row", "col", "cluster", "title", "bytes"}
+
+
+def run(ws: Workspace, settings: Settings) -> StageOutcome:
+    catalog = write_catalog(ws)
+    placed = catalog.filter(pc.invert(pc.is_null(catalog["row"])))
+    grid_marker = ws.read_marker("grid") or {}
+    rows, cols = int(grid_marker["rows"]), int(grid_marker["cols"])
+    items = sorted(placed.to_pylist(), key=lambda r: (r["row"], r["col"]))
+    tmp = ws.root / ".tmp-site"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    _copy_viewer(tmp)
+    levels = render_pyramid(ws, items, rows, cols, settings, tmp / "tiles")
+    _write_data(tmp / "data", items, catalog.column_names, rows, cols, levels, settings)
+    _link_images(tmp / "images", items)
+    _swap_into_place(tmp, ws.site_dir)
+    return StageOutcome(counts={"images": len(items), "rows": rows, "cols": cols,
+                                "zoom_levels": levels}, items=len(items))
+
+
+def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
+                   settings: Settings, out_dir: Path) -> int:
+    """Assemble the mosaic lazily with pyvips and write a Google-layout tile pyramid.
+
+    Returns the number of zoom levels (0 .. levels-1, the last at full resolution).
+    """
+    import pyvips
+
+    cell = settings.cell_size
+    bg = _hex_to_rgb(settings.background)
+    blank = (pyvips.Image.black(cell, cell, bands=3) + bg).cast("uchar")
+    by_cell = {r["row"] * cols + r["col"]: r for r in items}
+    tiles = []
+    for index in track(range(rows * cols), rows * cols, "tiles: cells"):
+        item = by_cell.get(index)
+        if item is None:
+            tiles.append(blank)
+            continue
+        thumb = pyvips.Image.thumbnail(str(ws.thumb_path(item["content_hash"])), cell,
+                                       height=cell)
+        if thumb.bands != 3:
+            thumb = thumb.colourspace("srgb")[:3]
+        tiles.append(thumb.gravity("centre", cell, cell, extend="background", background=bg))
+    mosaic = pyvips.Image.arrayjoin(tiles, across=cols)
+    log.info("tiles: mosaic %dx%d px, writing pyramid", mosaic.width, mosaic.height)
+    mosaic.dzsave(str(out_dir), layout="google", suffix=f".jpg[Q={settings.tile_quality}]",
+                  tile_size=TILE_SIZE, overlap=0, background=bg)
+    return len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
+
+
+def _write_data(data_dir: Path, items: list[dict], columns: list[str], rows: int, cols: int,
+                levels: int, settings: Settings) -> None:
+    fields = [c for c in columns if c not in HIDDEN_COLUMNS]
+    cells = np.full(rows * cols, -1, dtype=np.int64)
+    details = []
+    for index, item in enumerate(items):
+        cells[item["row"] * cols + item["col"]] = index
+        details.append({
+            "id": item["id"], "title": item["title"], "file": Path(item["path"]).name,
+            "image": f"images/{_image_name(item)}", "row": item["row"], "col": item["col"],
+            "cluster": item["cluster"],
+            "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
+        })
+    for start in range(0, len(details), SHARD_SIZE):
+        atomic_write_json(data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
+                          details[start:start + SHARD_SIZE])
+    atomic_write_json(data_dir / "cells.json", cells.tolist())
+    atomic_write_json(data_dir / "search.json",
+                      [f"{d['title']}\t{d['file']}" for d in details])
+    cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
+    for item in items:
+        cluster_of_cell[item["row"] * cols + item["col"]] = item["cluster"]
+    clusters = []
+    for label, rings in cluster_outlines(cluster_of_cell.reshape(rows, cols)).items():
+        members = [d for d in details if d["cluster"] == label]
+        clusters.append({"id": label, "label": f"Cluster {label + 1}", "size": len(members),
+                         "outline": rings})
+    side = settings.cell_size
+    manifest = {
+        "version": 1, "count": len(items), "rows": rows, "cols": cols, "cell": side,
+        "width": cols * side, "height": rows * side, "tileSize": TILE_SIZE,
+        "maxZoom": levels - 1, "shardSize": SHARD_SIZE, "background": settings.background,
+        "fields": fields, "clusters": sorted(clusters, key=lambda c: -c["size"]),
+    }
+    atomic_write_json(data_dir / "manifest.json", manifest)
+
+
+def _link_images(images_dir: Path, items: list[dict]) -> None:
+    """Hard-link each original into the site (copy across file systems); never move it."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        target = images_dir / _image_name(item)
+        try:
+            os.link(item["source"], target)
+        except OSError:
+            shutil.copy2(item["source"], target)
+
+
+def _image_name(item: dict) -> str:
+    return f"{item['id']}{Path(item['path']).suffix.lower()}"
+
+
+def _copy_viewer(site: Path) -> None:
+    viewer = resources.files("postermap") / "viewer"
+    with resources.as_file(viewer) as source:
+        shutil.copytree(source, site, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+
+
+def _swap_into_place(tmp: Path, site: Path) -> None:
+    old = site.with_name(".old-site")
+    if old.exists():
+        shutil.rmtree(old)
+    if site.exists():
+        site.rename(old)
+    tmp.rename(site)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _hex_to_rgb(colour: str) -> list[int]:
+    return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+
+
+STAGE = Stage(name="tiles", depends=("grid", "cluster"),
+              params=("cell_size", "tile_quality", "background"), run=run)

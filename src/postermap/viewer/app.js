@@ -1,0 +1,173 @@
+// postermap viewer: a Leaflet map over a deep-zoom pyramid of the image grid.
+// Everything is loaded relative to this page, so the site works from any static host.
+// Per-image details live in shards (data/items/NNNNN.json) fetched on demand; the search
+// index is fetched on first use. Nothing large is loaded up front.
+(function () {
+  "use strict";
+
+  const state = { manifest: null, cells: null, shards: new Map(), search: null,
+                  map: null, selection: null, clusterLayer: null };
+
+  function fetchJSON(url) {
+    return fetch(url).then((r) => {
+      if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+      return r.json();
+    });
+  }
+
+  // Item details by index, fetching its shard once.
+  function item(index) {
+    const size = state.manifest.shardSize;
+    const shard = Math.floor(index / size);
+    if (!state.shards.has(shard)) {
+      const name = String(shard).padStart(5, "0");
+      state.shards.set(shard, fetchJSON("data/items/" + name + ".json"));
+    }
+    return state.shards.get(shard).then((rows) => rows[index - shard * size]);
+  }
+
+  // Grid cell (row, col) <-> map coordinates at full resolution.
+  function cellBounds(row, col) {
+    const m = state.manifest, z = m.maxZoom, map = state.map;
+    return L.latLngBounds(map.unproject([col * m.cell, (row + 1) * m.cell], z),
+                          map.unproject([(col + 1) * m.cell, row * m.cell], z));
+  }
+
+  function cellAt(latlng) {
+    const m = state.manifest;
+    const p = state.map.project(latlng, m.maxZoom);
+    const col = Math.floor(p.x / m.cell), row = Math.floor(p.y / m.cell);
+    if (row < 0 || col < 0 || row >= m.rows || col >= m.cols) return -1;
+    return state.cells[row * m.cols + col];
+  }
+
+  function showHover(index, point) {
+    const box = document.getElementById("hover");
+    if (index < 0) { box.hidden = true; return; }
+    item(index).then((it) => {
+      box.textContent = it.title;
+      box.style.left = point.x + 16 + "px";
+      box.style.top = point.y + 16 + "px";
+      box.hidden = false;
+      box.dataset.index = index;
+    });
+  }
+
+  function select(index, fly) {
+    return item(index).then((it) => {
+      const bounds = cellBounds(it.row, it.col);
+      if (state.selection) state.selection.remove();
+      state.selection = L.rectangle(bounds, { color: "#fbbc04", weight: 3, fill: false })
+        .addTo(state.map);
+      if (fly) state.map.flyTo(bounds.getCenter(), state.manifest.maxZoom, { duration: 0.6 });
+      const panel = document.getElementById("details");
+      document.getElementById("detail-image").src = it.image;
+      document.getElementById("detail-link").href = it.image;
+      document.getElementById("detail-title").textContent = it.title;
+      const dl = document.getElementById("detail-meta");
+      dl.replaceChildren();
+      const rows = Object.assign({ file: it.file, cluster: it.cluster < 0 ? "none" :
+        "Cluster " + (it.cluster + 1) }, it.meta);
+      for (const [key, value] of Object.entries(rows)) {
+        const dt = document.createElement("dt"); dt.textContent = key;
+        const dd = document.createElement("dd"); dd.textContent = value;
+        dl.append(dt, dd);
+      }
+      panel.hidden = false;
+      panel.dataset.index = index;
+      return it;
+    });
+  }
+
+  function runSearch(query) {
+    const list = document.getElementById("results");
+    const status = document.getElementById("status");
+    query = query.trim().toLowerCase();
+    list.replaceChildren();
+    if (!query) { status.textContent = ""; return Promise.resolve([]); }
+    if (!state.search) {
+      state.search = fetchJSON("data/search.json").then((rows) => rows.map((r) =>
+        r.toLowerCase()));
+    }
+    return state.search.then((rows) => {
+      const hits = [];
+      for (let i = 0; i < rows.length && hits.length < 50; i++) {
+        if (rows[i].includes(query)) hits.push(i);
+      }
+      status.textContent = hits.length ? hits.length + (hits.length === 50 ? "+" : "") +
+        " match" + (hits.length === 1 ? "" : "es") : "no match";
+      return Promise.all(hits.map(item)).then((items) => {
+        items.forEach((it, k) => {
+          const li = document.createElement("li");
+          li.textContent = it.title;
+          li.title = it.file;
+          li.addEventListener("click", () => select(hits[k], true));
+          list.append(li);
+        });
+        return hits;
+      });
+    });
+  }
+
+  function clusterLayer() {
+    const m = state.manifest, z = m.maxZoom, map = state.map;
+    const layer = L.layerGroup();
+    for (const c of m.clusters) {
+      const rings = c.outline.map((ring) => ring.map(([r, col]) =>
+        map.unproject([col * m.cell, r * m.cell], z)));
+      L.polygon(rings, { color: "#8ab4f8", weight: 2, fillOpacity: 0.08 })
+        .bindTooltip(c.label + " (" + c.size + ")", { sticky: true })
+        .addTo(layer);
+    }
+    return layer;
+  }
+
+  function init([manifest, cells]) {
+    state.manifest = manifest;
+    state.cells = cells;
+    const z = manifest.maxZoom;
+    const map = L.map("map", { crs: L.CRS.Simple, minZoom: 0, maxZoom: z + 2, zoomSnap: 0.25,
+      fullscreenControl: true, attributionControl: false });
+    state.map = map;
+    const bounds = L.latLngBounds(map.unproject([0, manifest.height], z),
+                                  map.unproject([manifest.width, 0], z));
+    L.tileLayer("tiles/{z}/{y}/{x}.jpg", { tileSize: manifest.tileSize, minZoom: 0,
+      maxNativeZoom: z, maxZoom: z + 2, noWrap: true, bounds: bounds }).addTo(map);
+    map.fitBounds(bounds);
+    map.setMaxBounds(bounds.pad(0.5));
+
+    map.on("mousemove", (e) => showHover(cellAt(e.latlng), e.containerPoint));
+    map.on("mouseout", () => { document.getElementById("hover").hidden = true; });
+    map.on("click", (e) => { const i = cellAt(e.latlng); if (i >= 0) select(i, false); });
+
+    let timer = null;
+    const input = document.getElementById("search");
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => runSearch(input.value), 150);
+    });
+    input.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      clearTimeout(timer);
+      runSearch(input.value).then((hits) => { if (hits.length) select(hits[0], true); });
+    });
+    document.getElementById("toggle-clusters").addEventListener("change", (e) => {
+      if (!state.clusterLayer) state.clusterLayer = clusterLayer();
+      if (e.target.checked) state.clusterLayer.addTo(map); else state.clusterLayer.remove();
+    });
+    document.getElementById("close-details").addEventListener("click", () => {
+      document.getElementById("details").hidden = true;
+    });
+    document.getElementById("status").textContent =
+      manifest.count.toLocaleString() + " images, " + manifest.clusters.length + " clusters";
+    window.postermap = { map, state, select, runSearch };
+    document.body.dataset.ready = "true";
+  }
+
+  Promise.all([fetchJSON("data/manifest.json"), fetchJSON("data/cells.json")])
+    .then(init)
+    .catch((err) => {
+      document.getElementById("status").textContent = "Could not load the map: " + err.message;
+      throw err;
+    });
+})();
