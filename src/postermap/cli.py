@@ -53,7 +53,7 @@ def _setting_options(func):
         click.option("--batch-size", type=int, help="Images per model batch."),
         click.option("--perplexity", type=float, help="t-SNE perplexity."),
         click.option("--seed", type=int, help="Random seed for PCA, t-SNE and the grid."),
-        click.option("--dbscan-eps", type=float, help="DBSCAN radius (unit-square layout)."),
+        click.option("--dbscan-eps", type=float, help="DBSCAN radius in mean image spacings."),
         click.option("--dbscan-min-samples", type=int, help="DBSCAN core point count."),
         click.option("--cell-size", type=int, help="Pixels per grid cell at full zoom."),
     ]

@@ -40,7 +40,9 @@ class Settings:
     # grid
     grid_exact_max: int = 2000  #: above this many images the scalable solver is used
     # cluster
-    dbscan_eps: float = 0.02  #: radius in layout units (layout scaled to the unit square)
+    #: DBSCAN radius in units of the mean spacing between images (1/sqrt(N) of the
+    #: unit-square layout), so one value suits 300 and 169,000 images alike
+    dbscan_eps: float = 1.0
     dbscan_min_samples: int = 8
     # tiles
     cell_size: int = 128  #: pixels per grid cell at full zoom
@@ -57,8 +59,9 @@ class Settings:
             raise SettingsError(f"tile_quality must be 1..100, got {self.tile_quality}")
         if self.perplexity <= 1:
             raise SettingsError(f"perplexity must be > 1, got {self.perplexity}")
-        if not 0 < self.dbscan_eps < 1:
-            raise SettingsError(f"dbscan_eps is in unit-square units (0..1), got {self.dbscan_eps}")
+        if not 0 < self.dbscan_eps <= 20:
+            raise SettingsError(f"dbscan_eps is in mean image spacings (0..20], got "
+                                f"{self.dbscan_eps}")
         if not (self.background.startswith("#") and len(self.background) == 7):
             raise SettingsError(f"background must look like #rrggbb, got {self.background!r}")
         if self.cell_size < 16 or self.cell_size > 1024:

@@ -50,7 +50,7 @@ class StageOrderError(RuntimeError):
 
 def stages() -> list[Stage]:
     """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
-    from postermap.stages import cluster, clean, embed, grid, ingest, reduce, tiles
+    from postermap.stages import clean, cluster, embed, grid, ingest, reduce, tiles
 
     return [ingest.STAGE, clean.STAGE, embed.STAGE, reduce.STAGE, grid.STAGE, cluster.STAGE,
             tiles.STAGE]

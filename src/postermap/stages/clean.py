@@ -59,7 +59,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         out["status"].append(status)
         out["reason"].append(reason)
         out["duplicate_of"].append(duplicate_of)
-    atomic_write_table(ws.table_path("clean"), pa.table(out))
+    schema = pa.schema([(name, pa.string()) for name in out])  # all-null columns stay strings
+    atomic_write_table(ws.table_path("clean"), pa.table(out, schema=schema))
     counts: dict[str, int] = {"in": len(rows)}
     for status in out["status"]:
         counts[status] = counts.get(status, 0) + 1

@@ -1,7 +1,8 @@
 """Cluster: DBSCAN in the 2-D layout, where the map's visible groups live.
 
-The layout is scaled to the unit square (aspect kept) so ``dbscan_eps`` means the same on
-a 500-image map and a 169k-image one. Noise points get cluster -1. Clusters are numbered
+The layout is scaled to the unit square (aspect kept) and the radius is given in units of
+the mean spacing between images there (``1/sqrt(N)``), so ``dbscan_eps`` means the same on
+a 300-image map and a 169k-image one. Noise points get cluster -1. Clusters are numbered
 by size, largest first, so numbers are stable across runs with the same inputs.
 """
 
@@ -18,8 +19,12 @@ from postermap.workspace import Workspace, atomic_write_table
 
 
 def cluster_layout(xy: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
-    """DBSCAN labels for a layout, renumbered 0.. by decreasing size; noise stays -1."""
-    labels = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(normalise_layout(xy))
+    """DBSCAN labels for a layout, renumbered 0.. by decreasing size; noise stays -1.
+
+    ``eps`` is in mean image spacings (see the module docstring).
+    """
+    radius = eps / np.sqrt(len(xy))
+    labels = DBSCAN(eps=radius, min_samples=min_samples).fit_predict(normalise_layout(xy))
     found = labels[labels >= 0]
     if len(found) == 0:
         return labels.astype(np.int32)

@@ -14,7 +14,6 @@ killed run leaves the previous site intact. Output (all relative, hostable anywh
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,9 +25,9 @@ import pyarrow.compute as pc
 
 from postermap.catalog import write_catalog
 from postermap.config import Settings
+from postermap.outlines import cluster_outlines
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
-from postermap.outlines import cluster_outlines
 from postermap.workspace import Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)

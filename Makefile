@@ -1,0 +1,41 @@
+# Two entry points (see README): `make demo` and `make test`. Everything they need is
+# installed from the package registries by the rules below.
+PYTHON ?= python3
+PORT ?= 8000
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEFAULT_SET := data/emoji/images/metadata.csv
+
+.PHONY: demo test run-demo chromium lint clean-demo
+
+demo: run-demo
+	$(BIN)/postermap serve work/emoji --port $(PORT)
+
+run-demo: $(INSTALLED) $(DEFAULT_SET)
+	$(BIN)/postermap run data/emoji/images -o work/emoji
+
+test: $(INSTALLED) $(DEFAULT_SET) chromium
+	$(BIN)/python -m pytest
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch lies on this machine's disk; pinning it keeps pip from
+	# pulling a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(DEFAULT_SET): | $(INSTALLED)
+	$(BIN)/postermap fetch-default data/emoji
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests benchmarks
+
+clean-demo:
+	rm -rf work/emoji

@@ -1,0 +1,5 @@
+"""``python -m postermap`` runs the CLI."""
+
+from postermap.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""Kill a run mid-embed (SIGKILL) and check the re-run resumes from the finished shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from postermap.cli import main
+from postermap.workspace import Workspace
+from tests.conftest import emoji_subset
+
+pytestmark = pytest.mark.integration
+
+
+def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
+    source = emoji_subset(emoji_images, tmp_path / "images", per_category=20, seed=5)
+    ws = Workspace(tmp_path / "ws")
+    config = tmp_path / "settings.toml"
+    config.write_text("shard_size = 16\nbatch_size = 8\n")
+    args = ["run", str(source), "-o", str(ws.root), "--config", str(config), "--cell-size",
+            "32"]
+    log_path = tmp_path / "killed-run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postermap", *args], stdout=log,
+                                stderr=subprocess.STDOUT)
+    shard_dir = ws.embed_dir / "shards"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and len(list(shard_dir.glob("*.npy"))) < 2:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in shard_dir.glob("*.npy")}
+    assert len(done) >= 2
+    assert ws.read_marker("embed") is None  # the stage never claimed to be finished
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    marker = ws.read_marker("embed")
+    assert marker["counts"]["reused_from_shards"] >= 16 * len(done) - 16
+    assert marker["counts"]["embedded_now"] + marker["counts"]["reused_from_shards"] == \
+        marker["counts"]["in"]
+    for path, mtime in done.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was recomputed"
+    assert not list(ws.root.rglob(".tmp-*")), "a temporary file was left behind"

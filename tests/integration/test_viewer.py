@@ -1,0 +1,133 @@
+"""The viewer in a real browser: Debian chromium driven by Playwright, site on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from postermap.serve import make_server
+from postermap.workspace import Workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def site_url(emoji_run):
+    server = make_server(Workspace(emoji_run["workspace"]).site_dir)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site_url):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(site_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def test_map_renders_tiles(page):
+    page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0",
+                           timeout=20_000)
+    loaded = page.evaluate("""[...document.querySelectorAll('img.leaflet-tile-loaded')]
+        .filter(img => img.naturalWidth === 256).length""")
+    assert loaded >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+
+
+def test_hover_shows_the_title_under_the_mouse(page, emoji_run):
+    titles = {r["title"] for r in pq.read_table(
+        Workspace(emoji_run["workspace"]).catalog_path).to_pylist()}
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#hover:not([hidden])", timeout=5_000)
+    assert page.inner_text("#hover") in titles
+
+
+def test_search_finds_a_title_and_flies_there(page, emoji_run):
+    rows = pq.read_table(Workspace(emoji_run["workspace"]).catalog_path).to_pylist()
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["title"])
+    titles = [r["title"].lower() for r in ok]
+    # a title no other title contains, so Enter must pick exactly this image
+    target = next(r for r in ok if sum(r["title"].lower() in t for t in titles) == 1)
+    before = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
+                           " postermap.map.getZoom()]")
+    page.fill("#search", target["title"].upper())
+    page.wait_for_selector("#results li", timeout=5_000)
+    assert page.inner_text("#results").strip() == target["title"]
+    page.press("#search", "Enter")
+    page.wait_for_selector("#details:not([hidden])", timeout=5_000)
+    assert page.inner_text("#detail-title") == target["title"]
+    page.wait_for_timeout(1200)  # the fly animation
+    after = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
+                          " postermap.map.getZoom()]")
+    assert after != before
+    # the view is now zoomed in on the found image's cell (centred unless near an edge)
+    visible = page.evaluate(f"""(() => {{ const m = postermap.state.manifest;
+        const c = postermap.map.unproject([({target["col"]} + 0.5) * m.cell,
+                                           ({target["row"]} + 0.5) * m.cell], m.maxZoom);
+        return postermap.map.getBounds().contains(c)
+               && postermap.map.getZoom() === m.maxZoom; }})()""")
+    assert visible
+
+
+def test_click_shows_details_with_the_full_image(page):
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#details:not([hidden])", timeout=5_000)
+    page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
+    assert page.get_attribute("#detail-link", "href").startswith("images/")
+
+
+def test_cluster_outlines_toggle(page):
+    assert page.locator("path.leaflet-interactive").count() == 0
+    page.check("#toggle-clusters")
+    assert page.locator("path.leaflet-interactive").count() > 0
+    page.uncheck("#toggle-clusters")
+    assert page.locator("path.leaflet-interactive").count() == 0
+
+
+FULLSCREEN = """document.fullscreenElement !== null
+    || document.querySelector('.leaflet-pseudo-fullscreen') !== null"""
+
+
+def test_fullscreen_toggles(page):
+    button = ".leaflet-control-zoom-fullscreen"
+    assert page.evaluate(FULLSCREEN) is False
+    page.click(button)
+    page.wait_for_function(FULLSCREEN, timeout=5_000)
+    assert page.get_attribute(button, "aria-pressed") == "true"
+    page.click(button)
+    page.wait_for_function(f"!({FULLSCREEN})", timeout=5_000)
+    assert page.get_attribute(button, "aria-pressed") == "false"

@@ -1,0 +1,77 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from postermap.grid import assign_to_grid, grid_cost, grid_shape
+from postermap.grid.exact import assign_exact
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, size=(12, 2))
+    spread = rng.uniform(0.2, 1.2, size=(n, 1))
+    return centres[rng.integers(0, 12, n)] + rng.normal(size=(n, 2)) * spread
+
+
+def strip_sort(xy: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Baseline: sort by y into rows of `cols` points, then each row by x."""
+    n = len(xy)
+    cells = np.empty(n, dtype=np.int64)
+    by_y = np.argsort(xy[:, 1], kind="stable")
+    for r in range(rows):
+        members = by_y[r * cols:(r + 1) * cols]
+        cells[members[np.argsort(xy[members, 0], kind="stable")]] = r * cols + np.arange(
+            len(members))
+    return cells
+
+
+@pytest.mark.parametrize("n, aspect", [(1, 1.0), (7, 1.0), (50, 2.0), (333, 0.5), (2500, 1.3)])
+def test_output_is_a_valid_injection_with_holes_at_the_end(n, aspect):
+    rng = np.random.default_rng(n)
+    rows, cols = grid_shape(n, aspect)
+    assert rows * cols >= n and (rows - 1) * cols < n
+    cells = assign_to_grid(rng.normal(size=(n, 2)), rows, cols, exact_max=100,
+                           block_size=64, window=8)
+    assert cells.dtype == np.int64
+    assert sorted(cells.tolist()) == list(range(n))  # distinct, and holes only at the end
+
+
+def test_exact_solver_matches_brute_force_on_tiny_cases():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        points = rng.random((6, 2))
+        rows, cols = 2, 3
+        cells = np.arange(6)
+        best = min(itertools.permutations(range(6)),
+                   key=lambda perm: grid_cost(points, np.array(perm), rows, cols))
+        got = assign_exact(points, cells, rows, cols)
+        assert grid_cost(points, got, rows, cols) == pytest.approx(
+            grid_cost(points, np.array(best), rows, cols))
+
+
+def test_scalable_solver_is_close_to_exact_and_beats_strip_sort():
+    xy = clustered(1500, seed=1)
+    rows, cols = grid_shape(len(xy))
+    exact = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=10_000), rows, cols)
+    blocks = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=0, block_size=256,
+                                          window=16), rows, cols)
+    strips = grid_cost(xy, strip_sort(xy, rows, cols), rows, cols)
+    assert blocks <= exact * 1.03
+    assert blocks < strips * 0.8
+
+
+def test_deterministic_for_a_seed():
+    xy = clustered(3000, seed=2)
+    xy[:100] = xy[0]  # ties
+    rows, cols = grid_shape(len(xy))
+    a = assign_to_grid(xy, rows, cols, exact_max=0, block_size=256, window=16, seed=7)
+    b = assign_to_grid(xy, rows, cols, exact_max=0, block_size=256, window=16, seed=7)
+    assert np.array_equal(a, b)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="cells for"):
+        assign_to_grid(np.zeros((10, 2)), 3, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        assign_to_grid(np.array([[0.0, np.nan], [1.0, 1.0]]), 1, 2)

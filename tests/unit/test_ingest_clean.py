@@ -1,0 +1,118 @@
+import csv
+
+import pyarrow.parquet as pq
+import pytest
+
+from postermap.config import Settings
+from postermap.pipeline import run_stage, stage_by_name
+from postermap.stages.clean import find_exact_duplicates
+from postermap.stages.ingest import IngestError, read_metadata
+from postermap.workspace import Workspace
+
+
+def _ingest_and_clean(folder, ws_path, **settings):
+    ws = Workspace(ws_path).create()
+    settings = Settings(source=str(folder), workers=1, **settings)
+    run_stage(ws, settings, stage_by_name("ingest"))
+    run_stage(ws, settings, stage_by_name("clean"))
+    return ws, {r["path"]: r for r in pq.read_table(ws.catalog_path).to_pylist()}
+
+
+def test_every_image_file_gets_a_row_with_status(tiny_folder, tmp_path):
+    ws, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
+    assert len(rows) == 12 + 2 + 3  # notes.txt is not an image file
+    assert rows["truncated.jpg"]["status"] == "corrupt"
+    assert "truncated" in rows["truncated.jpg"]["reason"].lower()
+    assert rows["not_an_image.png"]["status"] == "corrupt"
+    assert rows["empty.jpg"]["status"] == "corrupt"
+    assert rows["empty.jpg"]["reason"].startswith("empty")
+    assert rows["img05.png"]["status"] == "ok"
+    assert rows["sub/img00.png"]["status"] == "ok"
+    assert ws.read_marker("ingest")["counts"]["ignored_other_extensions"] == 1
+
+
+def test_exact_duplicates_by_bytes_and_by_pixels(tiny_folder, tmp_path):
+    _, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
+    copy = rows["img01.png"]
+    # "copy_of_img01.png" sorts before "img01.png", so the copy is the representative.
+    assert rows["copy_of_img01.png"]["status"] == "ok"
+    assert copy["status"] == "duplicate"
+    assert copy["reason"] == "same_bytes"
+    assert copy["duplicate_of"] == rows["copy_of_img01.png"]["id"]
+    bmp = rows["img02_as_bmp.bmp"]
+    assert rows["img02.png"]["status"] == "ok"  # "img02.png" < "img02_as_bmp.bmp"
+    assert bmp["status"] == "duplicate"
+    assert bmp["reason"] == "same_pixels"
+    assert bmp["duplicate_of"] == rows["img02.png"]["id"]
+
+
+def test_ids_are_content_hashes_and_unique(tiny_folder, tmp_path):
+    _, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
+    ids = [r["id"] for r in rows.values()]
+    assert len(set(ids)) == len(ids)
+    assert rows["copy_of_img01.png"]["id"] == rows["copy_of_img01.png"]["content_hash"]
+    assert rows["img01.png"]["id"].startswith(rows["img01.png"]["content_hash"] + "-")
+    _, again = _ingest_and_clean(tiny_folder, tmp_path / "ws2")
+    assert {p: r["id"] for p, r in again.items()} == {p: r["id"] for p, r in rows.items()}
+
+
+def test_input_folder_is_never_modified(tiny_folder, tmp_path):
+    before = {p: p.read_bytes() for p in tiny_folder.rglob("*") if p.is_file()}
+    _ingest_and_clean(tiny_folder, tmp_path / "ws")
+    after = {p: p.read_bytes() for p in tiny_folder.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_metadata_titles_and_columns(tiny_folder, tmp_path):
+    meta = tmp_path / "meta.csv"
+    with open(meta, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "title", "year"])
+        writer.writerow(["img04.png", "The Fourth", "1999"])
+        writer.writerow(["sub/img00.png", "Zero", "2001"])
+    _, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws", metadata=str(meta))
+    assert rows["img04.png"]["title"] == "The Fourth"
+    assert rows["img04.png"]["year"] == "1999"
+    assert rows["sub/img00.png"]["title"] == "Zero"
+    assert rows["img05.png"]["title"] == "img05"  # falls back to the file stem
+
+
+def test_metadata_without_filename_column_is_a_clear_error(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("name,title\na.png,A\n")
+    with pytest.raises(IngestError, match="'filename' column.*name, title"):
+        read_metadata(meta)
+
+
+def test_resume_redoes_only_missing_parts(tiny_folder, tmp_path, monkeypatch):
+    import postermap.stages.ingest as ingest
+
+    monkeypatch.setattr(ingest, "PART_SIZE", 4)
+    ws, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
+    parts = sorted((ws.root / "ingest").glob("part-*.parquet"),
+                   key=lambda p: -pq.read_metadata(p).num_rows)
+    assert [pq.read_metadata(p).num_rows for p in parts] == [4, 4, 4, 4, 1]
+    kept = {p: p.stat().st_mtime_ns for p in parts[1:]}
+    parts[0].unlink()
+    inspected = []
+    original = ingest.inspect_file
+    monkeypatch.setattr(ingest, "_inspect_all",
+                        lambda pool, files, *a: (inspected.append(f) or original(
+                            f, a[0], a[1].thumbs_dir, 120_000_000, 256) for f in files))
+    run_stage(ws, Settings(source=str(tiny_folder), workers=1), ingest.STAGE, force=True)
+    assert len(inspected) == 4
+    assert {p: p.stat().st_mtime_ns for p in parts[1:]} == kept
+    again = {r["path"]: r for r in pq.read_table(ws.table_path("ingest")).to_pylist()}
+    assert {p: r["status"] for p, r in again.items()} == {
+        p: ("corrupt" if r["status"] == "corrupt" else "ok") for p, r in rows.items()}
+
+
+def test_find_exact_duplicates_prefers_earliest_path():
+    rows = [
+        {"id": "b", "path": "b.png", "status": "ok", "content_hash": "h1", "pixel_hash": "p1"},
+        {"id": "a", "path": "a.png", "status": "ok", "content_hash": "h1", "pixel_hash": "p1"},
+        {"id": "c", "path": "c.jpg", "status": "ok", "content_hash": "h2", "pixel_hash": "p1"},
+        {"id": "d", "path": "d.jpg", "status": "corrupt", "content_hash": "h3",
+         "pixel_hash": None},
+    ]
+    assert find_exact_duplicates(rows) == {"b": ("a", "same_bytes"), "c": ("a", "same_pixels")}
