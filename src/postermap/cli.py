@@ -140,11 +140,30 @@ for _name, _doc in [
     ("clean", "Flag exact duplicates (same bytes or same pixels) in WORKSPACE."),
     ("embed", "Compute CNN features for every image on the map."),
     ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE)."),
-    ("grid", "Snap the 2-D layout onto a gapless grid."),
     ("cluster", "Cluster the layout with DBSCAN."),
     ("tiles", "Render the tile pyramid and write the viewer site."),
 ]:
     _stage_command(_name, _doc)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+@click.option("--report", is_flag=True,
+              help="Also write WORKSPACE/report/grid-seams.png (distortion per cell).")
+@_setting_options
+@_user_errors
+def grid(workspace: Path, force: bool, report: bool, config_path: Path | None,
+         **overrides) -> None:
+    """Snap the 2-D layout onto a gapless grid."""
+    from postermap.stages.grid import write_seam_report
+
+    ws = Workspace(workspace)
+    settings = _settings(ws, config_path, **overrides)
+    save_settings(ws, settings)
+    run_stage(ws, settings, stage_by_name("grid"), force=force)
+    if report:
+        click.echo(str(write_seam_report(ws)))
 
 
 @main.command()

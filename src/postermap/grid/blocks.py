@@ -40,15 +40,20 @@ def assign_blocks(points: np.ndarray, rows: int, cols: int, *, block_size: int =
     cost = _cost(points, assignment, rows, cols)
     log.debug("grid: bisection cost %.6f", cost)
     offsets = [(0, 0), (window // 2, window // 2), (0, window // 2), (window // 2, 0)]
+    # A window whose cells have not changed owner since it was last solved is still optimal:
+    # skipping it makes later passes cost only what earlier passes changed.
+    changed_at = np.zeros(rows * cols, dtype=np.int64)  # pass that last changed each cell
+    solved_at: dict[tuple[int, int], int] = {}
     for step in range(max_passes):
         dr, dc = offsets[step % len(offsets)]
-        _refine_pass(points, assignment, rows, cols, window, dr, dc)
+        _refine_pass(points, assignment, rows, cols, window, dr, dc, step + 1, changed_at,
+                     solved_at)
         new_cost = _cost(points, assignment, rows, cols)
         gain = (cost - new_cost) / cost if cost > 0 else 0.0
         log.debug("grid: pass %d offset (%d, %d) cost %.6f gain %.2e", step, dr, dc,
                   new_cost, gain)
         cost = new_cost
-        if gain < tol and step >= 1:
+        if gain < tol and step >= len(offsets) - 1:
             break
     return assignment
 
@@ -73,7 +78,8 @@ def _bisect(keyed: np.ndarray, point_idx: np.ndarray, cells: np.ndarray, rows: i
 
 
 def _refine_pass(points: np.ndarray, assignment: np.ndarray, rows: int, cols: int,
-                 window: int, dr: int, dc: int) -> None:
+                 window: int, dr: int, dc: int, step: int, changed_at: np.ndarray,
+                 solved_at: dict[tuple[int, int], int]) -> None:
     n = len(points)
     owner = np.full(rows * cols, -1, dtype=np.int64)
     owner[assignment] = np.arange(n)
@@ -87,10 +93,16 @@ def _refine_pass(points: np.ndarray, assignment: np.ndarray, rows: int, cols: in
             win_cells = win_cells[win_cells < n]
             if len(win_cells) < 2:
                 continue
+            last = solved_at.get((r0, c0))
+            if last is not None and changed_at[win_cells].max() <= last:
+                continue
             members = owner[win_cells]
             new_cells = assign_exact(points[members], win_cells, rows, cols)
+            moved = new_cells != assignment[members]
+            changed_at[new_cells[moved]] = step
             assignment[members] = new_cells
             owner[new_cells] = members
+            solved_at[(r0, c0)] = step
 
 
 def _cost(points: np.ndarray, assignment: np.ndarray, rows: int, cols: int) -> float:

@@ -1,0 +1,69 @@
+"""Helpers shared by the benchmark scripts: cached data sets, timing, peak memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def gaussian_mixture(n: int, dim: int = 50, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """High-dimensional clusters of unequal size and spread, like CNN features of a
+    collection with recurring motifs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)) * 4.0
+    weights = rng.dirichlet(np.full(clusters, 0.7))
+    labels = rng.choice(clusters, size=n, p=weights)
+    spread = rng.uniform(0.5, 2.0, size=clusters)[labels, None]
+    return (centres[labels] + rng.normal(size=(n, dim)) * spread).astype(np.float32)
+
+
+def tsne_layout(n: int, seed: int = 0) -> np.ndarray:
+    """A t-SNE layout of a Gaussian mixture (cached on disk: t-SNE at 169k takes minutes)."""
+    path = CACHE / f"tsne-mixture-{n}-{seed}.npy"
+    if path.exists():
+        return np.load(path)
+    from openTSNE import TSNE
+
+    features = gaussian_mixture(n, seed=seed)
+    xy = np.asarray(TSNE(n_jobs=2, random_state=seed).fit(features))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, xy)
+    return xy
+
+
+def blob_layout(n: int, seed: int = 0) -> np.ndarray:
+    """A t-SNE-looking 2-D layout without running t-SNE (for 1M points): many dense blobs
+    of varied size on a sparse background."""
+    rng = np.random.default_rng(seed)
+    k = 200
+    centres = rng.uniform(0, 100, size=(k, 2))
+    weights = rng.dirichlet(np.full(k, 0.5))
+    labels = rng.choice(k, size=n, p=weights)
+    radius = np.sqrt(weights[labels] * n) * 0.01 + 0.3
+    angle = rng.uniform(0, 2 * np.pi, n)
+    r = radius * np.sqrt(rng.uniform(0, 1, n))
+    xy = centres[labels] + np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
+    background = rng.random(n) < 0.05
+    xy[background] = rng.uniform(0, 100, size=(int(background.sum()), 2))
+    return xy
+
+
+@contextmanager
+def timed():
+    """Yields a dict whose 'seconds' is filled in on exit."""
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    yield out
+    out["seconds"] = time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

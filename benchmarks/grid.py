@@ -1,0 +1,143 @@
+"""Grid assignment: quality against the exact solution, speed against FLAS and strip-sort.
+
+    python benchmarks/grid.py                # the full table (exact 10k takes minutes)
+    python benchmarks/grid.py --quick        # 2k/5k and 50k only
+
+Cost = sum of squared distances between each point (min-max normalised per axis) and its
+cell centre. Every ratio is against a baseline run in the same process on the same points.
+Writes benchmarks/results/grid.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tracemalloc
+
+import numpy as np
+from common import RESULTS, blob_layout, gaussian_mixture, timed, tsne_layout
+
+from postermap.grid import assign_to_grid, grid_cost, grid_shape, normalise_points
+from postermap.grid.exact import assign_exact
+from postermap.grid.quality import distance_preservation_quality
+
+log = logging.getLogger("benchmarks.grid")
+
+
+def strip_sort(xy: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Baseline: sort by y into rows of `cols` points, each row by x."""
+    cells = np.empty(len(xy), dtype=np.int64)
+    by_y = np.argsort(xy[:, 1], kind="stable")
+    for r in range(rows):
+        members = by_y[r * cols:(r + 1) * cols]
+        order = members[np.argsort(xy[members, 0], kind="stable")]
+        cells[order] = r * cols + np.arange(len(order))
+    return cells
+
+
+def flas_from(xy: np.ndarray, start: np.ndarray, rows: int, cols: int, seed: int = 0
+              ) -> np.ndarray:
+    """vc-flas sorting the normalised 2-D points, started from the arrangement ``start``."""
+    import vc_flas
+
+    n = len(xy)
+    ids = np.full(rows * cols, -1, dtype=np.int32)
+    ids[start] = np.arange(n, dtype=np.int32)
+    frozen = np.zeros(rows * cols, dtype=bool)
+    frozen[n:] = True  # holes stay at the end, like ours
+    grid = vc_flas.Grid(normalise_points(xy).astype(np.float32), ids.reshape(rows, cols),
+                        frozen.reshape(rows, cols), np.arange(n, dtype=np.uint32))
+    sorting = vc_flas.flas(grid, seed=seed).sorting.ravel()
+    cells = np.empty(n, dtype=np.int64)
+    valid = sorting >= 0
+    cells[sorting[valid]] = np.nonzero(valid)[0]
+    return cells
+
+
+def measure(fn, *args, **kwargs) -> tuple[np.ndarray, float, float]:
+    """(result, seconds, peak MB of Python-tracked memory incl. numpy arrays)."""
+    tracemalloc.start()
+    with timed() as t:
+        result = fn(*args, **kwargs)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, t["seconds"], peak / 1e6
+
+
+def dpq_window(features: np.ndarray, cells: np.ndarray, rows: int, cols: int,
+               side: int = 40) -> float:
+    """DPQ_16 on the central side x side window of the grid (DPQ is O(N^2))."""
+    r, c = cells // cols, cells % cols
+    r0, c0 = (rows - side) // 2, (cols - side) // 2
+    inside = (r >= r0) & (r < r0 + side) & (c >= c0) & (c < c0 + side)
+    local = (r[inside] - r0) * side + (c[inside] - c0)
+    return distance_preservation_quality(features[inside], local, side)
+
+
+def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[dict]:
+    out = []
+    for name, xy, features in sets:
+        rows, cols = grid_shape(len(xy))
+        exact, t_exact, _ = measure(assign_exact, normalise_points(xy), np.arange(len(xy)),
+                                    rows, cols)
+        ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0)
+        strips = strip_sort(xy, rows, cols)
+        c_exact = grid_cost(xy, exact, rows, cols)
+        row = {"set": name, "n": len(xy), "exact_s": t_exact, "ours_s": t_ours,
+               "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
+               "strip_vs_exact": grid_cost(xy, strips, rows, cols) / c_exact}
+        if features is not None:
+            row["dpq16_ours"] = dpq_window(features, ours, rows, cols)
+            row["dpq16_exact"] = dpq_window(features, exact, rows, cols)
+            row["dpq16_strip"] = dpq_window(features, strips, rows, cols)
+        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                       for k, v in row.items()), flush=True)
+        out.append(row)
+    return out
+
+
+def scale_rows(sets: list[tuple[str, np.ndarray]]) -> list[dict]:
+    out = []
+    for name, xy in sets:
+        rows, cols = grid_shape(len(xy))
+        ours, t_ours, mem_ours = measure(assign_to_grid, xy, rows, cols)
+        strips, t_strip, _ = measure(strip_sort, xy, rows, cols)
+        c_ours = grid_cost(xy, ours, rows, cols)
+        row = {"set": name, "n": len(xy), "ours_s": t_ours, "ours_peak_mb": mem_ours,
+               "strip_s": t_strip, "strip_vs_ours": grid_cost(xy, strips, rows, cols) / c_ours}
+        if len(xy) <= 200_000:
+            flas, t_flas, mem_flas = measure(flas_from, xy, strips, rows, cols)
+            row.update(flas_s=t_flas, flas_peak_mb=mem_flas,
+                       flas_vs_ours=grid_cost(xy, flas, rows, cols) / c_ours,
+                       ours_time_vs_flas=t_ours / t_flas)
+        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                       for k, v in row.items()), flush=True)
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sets only")
+    parser.add_argument("--million", action="store_true", help="also run 1M points")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sizes = [2000, 5000] if args.quick else [2000, 5000, 10_000]
+    sets = [(f"tsne-{n}", tsne_layout(n), gaussian_mixture(n)) for n in sizes]
+    if not args.quick:
+        sets.append(("uniform-10000", np.random.default_rng(1).random((10_000, 2)), None))
+    results = {"quality": quality_rows(sets)}
+    big = [("tsne-50000", tsne_layout(50_000))]
+    if not args.quick:
+        big.append(("tsne-169000", tsne_layout(169_000)))
+    if args.million:
+        big.append(("blobs-1000000", blob_layout(1_000_000)))
+    results["scale"] = scale_rows(big)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("grid-quick.json" if args.quick else "grid.json")).write_text(
+        json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
