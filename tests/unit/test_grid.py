@@ -75,3 +75,39 @@ def test_bad_input_is_rejected():
         assign_to_grid(np.zeros((10, 2)), 3, 3)
     with pytest.raises(ValueError, match="NaN"):
         assign_to_grid(np.array([[0.0, np.nan], [1.0, 1.0]]), 1, 2)
+
+
+def test_dpq_is_one_for_a_perfect_line_and_low_for_a_shuffle():
+    from postermap.grid.quality import distance_preservation_quality
+
+    values = np.arange(60, dtype=float)[:, None]
+    in_order = np.arange(60)
+    assert distance_preservation_quality(values, in_order, cols=60) == pytest.approx(1.0)
+    shuffled = np.random.default_rng(0).permutation(60)
+    assert distance_preservation_quality(values, shuffled, cols=60) < 0.5
+
+
+def test_dpq_matches_the_reference_implementation():
+    metrics = pytest.importorskip("vc_flas.metrics")
+    from postermap.grid.quality import distance_preservation_quality
+
+    rng = np.random.default_rng(1)
+    rows, cols = 7, 9
+    x = rng.random((rows * cols, 4))
+    cells = rng.permutation(rows * cols)
+    arranged = np.empty_like(x)
+    arranged[cells] = x
+    expected = metrics.distance_preservation_quality(arranged.reshape(rows, cols, 4), p=16)
+    assert distance_preservation_quality(x, cells, cols) == pytest.approx(expected, rel=1e-6)
+
+
+def test_seam_map_is_dark_where_nothing_moved():
+    from postermap.grid.quality import seam_map
+
+    rows, cols = 4, 5
+    cells = np.arange(rows * cols)
+    xy = np.stack([(cells % cols + 0.5) / cols, (cells // cols + 0.5) / rows], axis=1)
+    xy[0] = [1.0, 1.0]  # one point dragged across the map
+    image = np.asarray(seam_map(xy, cells, rows, cols))
+    assert image.shape == (rows, cols, 3)
+    assert image[0, 0].sum() > image[2, 2].sum()
