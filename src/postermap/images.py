@@ -112,3 +112,31 @@ def make_thumbnail(image: Image.Image, size: int) -> bytes:
     out = io.BytesIO()
     thumb.save(out, format="JPEG", quality=90, optimize=False)
     return out.getvalue()
+
+
+def sniff_image(data: bytes) -> tuple[str | None, str | None]:
+    """Cheap check of downloaded bytes, before any decoding: (format, problem).
+
+    Identifies the format from the header (Pillow's plugins) and, for the common formats,
+    checks that the file ends the way a complete file ends, which catches bodies cut off by
+    a dropped connection. ``problem`` is ``empty``, ``not_an_image`` or ``truncated``. The
+    ingest stage still fully decodes every image; this only keeps junk out of the store.
+    """
+    if not data:
+        return None, "empty"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = (image.format or "").lower() or None
+    except DECODE_ERRORS:
+        return None, "not_an_image"
+    tail = data[-32:].rstrip(b"\0")
+    complete = {
+        "jpeg": lambda: tail.endswith(b"\xff\xd9"),
+        "png": lambda: b"IEND" in data[-12:],
+        "gif": lambda: tail.endswith(b"\x3b"),
+        "webp": lambda: len(data) >= 8 + int.from_bytes(data[4:8], "little"),
+    }
+    check = complete.get(fmt or "")
+    if check is not None and not check():
+        return fmt, "truncated"
+    return fmt, None
