@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 
 from postermap.config import Settings, SettingsError
 from postermap.datasets import DatasetError, fetch_emoji
+from postermap.manifest import ManifestError
 from postermap.pipeline import (
     StageOrderError,
     load_settings,
@@ -26,12 +27,12 @@ from postermap.pipeline import (
 from postermap.progress import console
 from postermap.workspace import Workspace
 
-USER_ERRORS = (SettingsError, StageOrderError, DatasetError)
+USER_ERRORS = (SettingsError, StageOrderError, DatasetError, ManifestError)
 
 
 def _user_errors(func):
     """Turn the library's user-facing errors into click errors (exit 1, one clear line)."""
-    from postermap.stages.ingest import IngestError
+    from postermap.sources import IngestError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -62,6 +63,31 @@ def _setting_options(func):
     return func
 
 
+def _source_options(func):
+    """Options of commands that read a source (``run``, ``ingest``)."""
+    options = [
+        click.option("--metadata", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path),
+                     help="CSV with a 'filename' column (default: SOURCE/metadata.csv)."),
+        click.option("--url-column", help="Manifest column holding the image URLs."),
+        click.option("--title-column", help="Manifest column holding the titles."),
+        click.option("--id-column", help="Manifest column holding your own ids."),
+        click.option("--concurrency", type=int, help="Downloads in flight overall."),
+        click.option("--per-host", type=int, help="Downloads in flight per host."),
+        click.option("--retries", type=int, help="Retries of a transient download failure."),
+        click.option("--timeout", type=float, help="Read timeout per request, seconds."),
+        click.option("--max-bytes", type=int, help="Largest download accepted, bytes."),
+        click.option("--retry-failed", is_flag=True, default=None,
+                     help="Re-run: try transient download failures again."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+SOURCE = click.Path(exists=True, path_type=Path)
+
+
 def _settings(ws: Workspace | None, config_path: Path | None, **overrides) -> Settings:
     base = load_settings(ws) if ws is not None else None
     return Settings.load(config_path, base=base, **overrides)
@@ -81,18 +107,18 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source", type=SOURCE)
 @click.option("-o", "--output", "workspace", required=True,
               type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
-@click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with a 'filename' column (default: SOURCE/metadata.csv if present).")
 @click.option("--until", type=click.Choice(["ingest", "clean", "embed", "reduce", "grid",
               "cluster", "tiles"]), help="Stop after this stage.")
+@_source_options
 @_setting_options
 @_user_errors
 def run(source: Path, workspace: Path, metadata: Path | None, until: str | None,
         config_path: Path | None, **overrides) -> None:
-    """Run every stage on SOURCE (a folder of images); finished stages are skipped."""
+    """Run every stage on SOURCE (a folder of images, or a CSV/TSV/Parquet/JSONL manifest
+    of image URLs); finished stages are skipped."""
     ws = Workspace(workspace).create()
     settings = _settings(ws, config_path, source=str(source.resolve()),
                          metadata=_metadata_for(source, metadata), **overrides)
@@ -105,17 +131,16 @@ def run(source: Path, workspace: Path, metadata: Path | None, until: str | None,
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source", type=SOURCE)
 @click.option("-o", "--output", "workspace", required=True,
               type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
-@click.option("--metadata", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with a 'filename' column (default: SOURCE/metadata.csv if present).")
 @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+@_source_options
 @_setting_options
 @_user_errors
 def ingest(source: Path, workspace: Path, metadata: Path | None, force: bool,
            config_path: Path | None, **overrides) -> None:
-    """Ingest SOURCE (a folder of images) into a workspace."""
+    """Ingest SOURCE (a folder of images, or a manifest of URLs to download)."""
     ws = Workspace(workspace).create()
     settings = _settings(ws, config_path, source=str(source.resolve()),
                          metadata=_metadata_for(source, metadata), **overrides)
@@ -193,4 +218,4 @@ def _metadata_for(source: Path, metadata: Path | None) -> str | None:
     if metadata is not None:
         return str(metadata.resolve())
     default = source / "metadata.csv"
-    return str(default.resolve()) if default.exists() else None
+    return str(default.resolve()) if source.is_dir() and default.exists() else None

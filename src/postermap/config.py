@@ -24,8 +24,17 @@ class Settings:
     """All knobs of a run, with the defaults the embedded demo uses."""
 
     # ingest
-    source: str | None = None  #: folder of images (recursive)
+    source: str | None = None  #: folder of images (recursive), or a manifest of URLs
     metadata: str | None = None  #: CSV with a ``filename`` column plus title/year/...
+    url_column: str | None = None  #: manifest column with the URLs (auto-detected)
+    title_column: str | None = None  #: manifest column with titles (auto-detected)
+    id_column: str | None = None  #: manifest column with the user's ids (auto-detected)
+    concurrency: int = 32  #: downloads in flight overall
+    per_host: int = 8  #: downloads in flight per host
+    retries: int = 3  #: retries of a transient download failure
+    timeout: float = 30.0  #: read timeout per request, seconds
+    max_bytes: int = 50_000_000  #: larger downloads fail as ``too_large``
+    retry_failed: bool = False  #: re-run: try transient download failures again
     max_pixels: int = 120_000_000  #: refuse to decode larger images (decompression bombs)
     thumb_size: int = 256  #: longest side of the stored thumbnail every later stage reads
     workers: int = 2  #: processes decoding images
@@ -50,11 +59,14 @@ class Settings:
     background: str = "#202124"
 
     def __post_init__(self) -> None:
-        positive = ("max_pixels", "thumb_size", "workers", "batch_size", "shard_size",
+        positive = ("max_pixels", "thumb_size", "workers", "concurrency", "per_host",
+                    "timeout", "max_bytes", "batch_size", "shard_size",
                     "pca_dims", "grid_exact_max", "dbscan_min_samples", "cell_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.retries < 0:
+            raise SettingsError(f"retries must be >= 0, got {self.retries}")
         if not 1 <= self.tile_quality <= 100:
             raise SettingsError(f"tile_quality must be 1..100, got {self.tile_quality}")
         if self.perplexity <= 1:

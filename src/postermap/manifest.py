@@ -68,7 +68,7 @@ def read_manifest(path: Path, url_column: str | None = None, title_column: str |
     url_col = _resolve(path, "URL", url_column, URL_CANDIDATES, columns, records, required=True)
     title_col = _resolve(path, "title", title_column, TITLE_CANDIDATES, columns, records)
     id_col = _resolve(path, "id", id_column, ID_CANDIDATES, columns, records)
-    roles = {url_col, title_col, id_col}
+    roles = {url_col, title_col}  # the id column stays in the metadata under its own name
     rows = []
     for line, record, error in records:
         url = (record.get(url_col) or "").strip() or None

@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from postermap.download import DownloadOptions, Downloader, check_url, parse_retry_after
+from postermap.download import Downloader, DownloadOptions, check_url, parse_retry_after
 from tests.conftest import draw_image
 from tests.httpserver import FaultServer
 

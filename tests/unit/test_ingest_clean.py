@@ -5,8 +5,8 @@ import pytest
 
 from postermap.config import Settings
 from postermap.pipeline import run_stage, stage_by_name
+from postermap.sources import IngestError, read_metadata
 from postermap.stages.clean import find_exact_duplicates
-from postermap.stages.ingest import IngestError, read_metadata
 from postermap.workspace import Workspace
 
 
@@ -97,8 +97,8 @@ def test_resume_redoes_only_missing_parts(tiny_folder, tmp_path, monkeypatch):
     inspected = []
     original = ingest.inspect_file
     monkeypatch.setattr(ingest, "_inspect_all",
-                        lambda pool, files, *a: (inspected.append(f) or original(
-                            f, a[0], a[1].thumbs_dir, 120_000_000, 256) for f in files))
+                        lambda pool, items, ws, settings: (inspected.append(i) or original(
+                            i.local, i.path, ws.thumbs_dir, 120_000_000, 256) for i in items))
     run_stage(ws, Settings(source=str(tiny_folder), workers=1), ingest.STAGE, force=True)
     assert len(inspected) == 4
     assert {p: p.stat().st_mtime_ns for p in parts[1:]} == kept

@@ -1,18 +1,17 @@
-"""Ingest: list a folder of images, hash, verify and thumbnail each file once.
+"""Ingest: hash, verify and thumbnail each input image once.
 
-Every file with an image extension gets a row, readable or not (``corrupt`` with the
-decoder's message). Later stages never touch the originals again: they read the thumbnail
-stored per content hash in ``thumbs/``. Work is done in parts of ``PART_SIZE`` files, each
-written atomically as ``ingest/part-*.parquet``; a killed ingest resumes at the first
-missing part. The input folder is only ever read.
+The source is a folder of images or a manifest of URLs (downloaded first; see
+:mod:`postermap.sources`). Every input gets a row, usable or not: ``corrupt`` with the
+decoder's message, ``failed`` with the download error. Later stages never touch the
+originals again: they read the thumbnail stored per content hash in ``thumbs/``. Files are
+inspected in parts of ``PART_SIZE``, each written atomically as ``ingest/part-*.parquet``;
+a killed ingest resumes at the first missing part. The input is only ever read.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,63 +23,28 @@ from postermap.config import Settings
 from postermap.images import (
     ImageLoadError,
     content_hash,
-    is_image_name,
     load_image,
     make_thumbnail,
     pixel_hash,
 )
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
+from postermap.sources import IngestError, SourceItem, collect_items, source_fingerprint
 from postermap.workspace import Workspace, atomic_path, atomic_write_bytes, atomic_write_table
 
 log = logging.getLogger(__name__)
 
+__all__ = ["IngestError", "STAGE", "inspect_file", "run"]
+
 PART_SIZE = 512
-RECORD_FIELDS = ("source", "path", "content_hash", "pixel_hash", "width", "height",
+RECORD_FIELDS = ("source", "path", "file", "content_hash", "pixel_hash", "width", "height",
                  "format", "bytes", "status", "reason")
 
 
-class IngestError(ValueError):
-    """The source or metadata cannot be used at all (as opposed to one bad image)."""
-
-
-def list_images(root: Path) -> tuple[list[Path], int]:
-    """Image files under ``root`` (recursive, sorted) and the count of other files ignored."""
-    if not root.is_dir():
-        raise IngestError(f"source {root} is not a folder of images")
-    images, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            path = Path(dirpath) / name
-            if name.startswith("."):
-                continue
-            if is_image_name(path):
-                images.append(path)
-            else:
-                ignored += 1
-    return sorted(images), ignored
-
-
-def source_fingerprint(settings: Settings) -> str:
-    """Hash of the file listing (path, size, mtime) and the metadata file's bytes."""
-    if settings.source is None:
-        raise IngestError("no source given: pass a folder of images")
-    root = Path(settings.source)
-    files, _ = list_images(root)
-    digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    if settings.metadata:
-        digest.update(Path(settings.metadata).read_bytes())
-    return digest.hexdigest()[:24]
-
-
-def inspect_file(path: Path, root: Path, thumbs_dir: Path, max_pixels: int,
+def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
                  thumb_size: int) -> dict:
     """Read, hash, verify and thumbnail one file. Runs in a worker process."""
-    record = {"source": str(path), "path": str(path.relative_to(root)), "content_hash": None,
+    record = {"source": str(path), "path": rel, "file": str(path), "content_hash": None,
               "pixel_hash": None, "width": None, "height": None, "format": None,
               "bytes": None, "status": "ok", "reason": None}
     try:
@@ -107,17 +71,11 @@ def inspect_file(path: Path, root: Path, thumbs_dir: Path, max_pixels: int,
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
-    if settings.source is None:
-        raise IngestError("no source given: pass a folder of images")
-    root = Path(settings.source).resolve()
-    files, ignored = list_images(root)
-    if not files:
-        raise IngestError(f"no image files ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, "
-                          f"...) found under {root}")
-    metadata = read_metadata(Path(settings.metadata)) if settings.metadata else None
+    items, counts = collect_items(ws, settings)
+    local = [item for item in items if item.local is not None]
     parts_dir = ws.root / "ingest"
-    parts = [files[i:i + PART_SIZE] for i in range(0, len(files), PART_SIZE)]
-    part_paths = [_part_path(parts_dir, part, root, settings) for part in parts]
+    parts = [local[i:i + PART_SIZE] for i in range(0, len(local), PART_SIZE)]
+    part_paths = [_part_path(parts_dir, part, settings) for part in parts]
     todo = [(part, path) for part, path in zip(parts, part_paths, strict=True)
             if not path.exists()]
     if len(todo) < len(parts):
@@ -127,7 +85,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     with ProcessPoolExecutor(max_workers=settings.workers) as pool:
         records = iter(())
         if todo:
-            records = _inspect_all(pool, [p for part, _ in todo for p in part], root, ws,
+            records = _inspect_all(pool, [item for part, _ in todo for item in part], ws,
                                    settings)
         progress = track(records, n_todo, "ingest")
         for part, part_path in todo:
@@ -137,56 +95,60 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
                 pq.write_table(table, tmp)
         for _ in progress:  # drain so the bar closes
             pass
-    table = pa.concat_tables([pq.read_table(p) for p in part_paths])
-    table = _assign_ids(table)
-    table = _attach_metadata(table, metadata, root)
+    inspected = {}
+    for part_path in part_paths:
+        for record in pq.read_table(part_path).to_pylist():
+            inspected[record["path"]] = record
+    table = _build_table(items, inspected)
     atomic_write_table(ws.table_path("ingest"), table)
-    counts = {"files": len(files), "ignored_other_extensions": ignored}
-    for status in ("ok", "corrupt"):
-        counts[status] = sum(1 for s in table["status"].to_pylist() if s == status)
+    statuses = table["status"].to_pylist()
+    for status in ("ok", "corrupt", "failed"):
+        counts[status] = statuses.count(status)
     for row in table.filter(pc.equal(table["status"], "corrupt")).to_pylist():
         log.warning("corrupt image %s: %s", row["source"], row["reason"])
     return StageOutcome(counts=counts, items=n_todo)
 
 
-def read_metadata(path: Path) -> dict[str, dict[str, str]]:
-    """Rows of a metadata CSV keyed by its ``filename`` column (relative path or base name)."""
-    if not path.exists():
-        raise IngestError(f"metadata file {path} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        if "filename" not in columns:
-            raise IngestError(f"{path}: needs a 'filename' column naming each image "
-                              f"(found columns: {', '.join(columns) or 'none'})")
-        rows: dict[str, dict[str, str]] = {}
-        for line_no, row in enumerate(reader, start=2):
-            name = (row.get("filename") or "").strip()
-            if not name:
-                log.warning("%s line %d: empty filename, row ignored", path, line_no)
-                continue
-            if None in row:
-                log.warning("%s line %d: more fields than header columns; extras ignored",
-                            path, line_no)
-                row.pop(None)
-            rows[name] = {k: v for k, v in row.items() if k != "filename"}
-    return rows
+def _build_table(items: list[SourceItem], inspected: dict[str, dict]) -> pa.Table:
+    """One row per item: inspection results, or the item's own failure, plus metadata."""
+    rows = []
+    for item in items:
+        record = dict(inspected[item.path]) if item.local is not None else {
+            name: None for name in RECORD_FIELDS}
+        record.update(source=item.source, path=item.path)
+        if item.status is not None:
+            record.update(status=item.status, reason=item.reason)
+        rows.append(record)
+    table = pa.Table.from_pylist(rows, schema=_record_schema())
+    table = _assign_ids(table)
+    table = table.append_column("title", pa.array([i.title for i in items], pa.string()))
+    columns = sorted({k for item in items for k in item.metadata})
+    for column in columns:
+        if column in table.column_names:
+            log.warning("metadata column %r clashes with a catalog column; kept as %r",
+                        column, f"meta_{column}")
+        name = column if column not in table.column_names else f"meta_{column}"
+        table = table.append_column(name, pa.array([i.metadata.get(column) for i in items],
+                                                   pa.string()))
+    return table
 
 
-def _inspect_all(pool: ProcessPoolExecutor, files: list[Path], root: Path, ws: Workspace,
+def _inspect_all(pool: ProcessPoolExecutor, items: list[SourceItem], ws: Workspace,
                  settings: Settings):
-    chunk = max(1, min(64, len(files) // (4 * settings.workers) or 1))
-    return pool.map(inspect_file, files, [root] * len(files), [ws.thumbs_dir] * len(files),
-                    [settings.max_pixels] * len(files), [settings.thumb_size] * len(files),
+    n = len(items)
+    chunk = max(1, min(64, n // (4 * settings.workers) or 1))
+    return pool.map(inspect_file, [i.local for i in items], [i.path for i in items],
+                    [ws.thumbs_dir] * n, [settings.max_pixels] * n, [settings.thumb_size] * n,
                     chunksize=chunk)
 
 
-def _part_path(parts_dir: Path, part: list[Path], root: Path, settings: Settings) -> Path:
+def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> Path:
     digest = hashlib.sha256()
     digest.update(f"{settings.max_pixels}:{settings.thumb_size}\n".encode())
-    for path in part:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for item in part:
+        stat = item.local.stat()
+        digest.update(f"{item.path}\0{item.local}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                      .encode())
     return parts_dir / f"part-{digest.hexdigest()[:20]}.parquet"
 
 
@@ -198,56 +160,30 @@ def _record_schema() -> pa.Schema:
 def _assign_ids(table: pa.Table) -> pa.Table:
     """``id`` = content hash; later byte-identical copies get ``<hash>-<hash of path>``.
 
-    The first copy (by relative path) keeps the bare content hash, so an id names the same
-    bytes across runs; the suffix keeps every input file its own row. Unreadable files
-    with no bytes are identified by their path.
+    The first copy (by position: sorted path, or manifest order) keeps the bare content
+    hash, so an id names the same bytes across runs; the suffix keeps every input its own
+    row. Inputs with no bytes (failed downloads, empty files) get ``src-<hash of source>``.
     """
     seen: set[str] = set()
     ids = []
-    for chash, path in zip(table["content_hash"].to_pylist(), table["path"].to_pylist(),
-                           strict=True):
-        path_hash = hashlib.sha256(path.encode()).hexdigest()[:8]
+    for chash, path, source in zip(table["content_hash"].to_pylist(),
+                                   table["path"].to_pylist(), table["source"].to_pylist(),
+                                   strict=True):
         if chash is None:
-            ids.append(f"path-{path_hash}")
+            ids.append("src-" + hashlib.sha256(f"{source}\0{path}".encode()).hexdigest()[:24])
         elif chash in seen:
-            ids.append(f"{chash}-{path_hash}")
+            ids.append(f"{chash}-{hashlib.sha256(path.encode()).hexdigest()[:8]}")
         else:
             seen.add(chash)
             ids.append(chash)
     return table.add_column(0, "id", pa.array(ids, pa.string()))
 
 
-def _attach_metadata(table: pa.Table, metadata: dict[str, dict[str, str]] | None,
-                     root: Path) -> pa.Table:
-    """Add ``title`` (metadata title, else the file stem) and every other metadata column."""
-    paths = table["path"].to_pylist()
-    rows = [None] * len(paths)
-    if metadata:
-        matched = 0
-        for i, path in enumerate(paths):
-            rows[i] = metadata.get(path) or metadata.get(Path(path).name)
-            matched += rows[i] is not None
-        unmatched = len(metadata) - matched
-        if unmatched > 0:
-            log.warning("metadata: %d row(s) name no image file under %s", unmatched, root)
-    columns = sorted({k for row in rows if row for k in row})
-    titles = []
-    for path, row in zip(paths, rows, strict=True):
-        title = (row or {}).get("title") or Path(path).stem
-        titles.append(title)
-    table = table.append_column("title", pa.array(titles, pa.string()))
-    for column in columns:
-        if column == "title" or column in table.column_names:
-            continue
-        table = table.append_column(column, pa.array([(r or {}).get(column) for r in rows],
-                                                     pa.string()))
-    return table
-
-
 STAGE = Stage(
     name="ingest",
     depends=(),
-    params=("source", "metadata", "max_pixels", "thumb_size"),
+    params=("source", "metadata", "max_pixels", "thumb_size", "url_column", "title_column",
+            "id_column", "max_bytes"),
     run=run,
     input_fingerprint=source_fingerprint,
 )

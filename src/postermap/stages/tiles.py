@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SHARD_SIZE = 1000
 TILE_SIZE = 256
 #: Catalog columns that are internal bookkeeping, not shown in the viewer's detail panel.
-HIDDEN_COLUMNS = {"id", "source", "path", "content_hash", "pixel_hash", "status", "reason",
+HIDDEN_COLUMNS = {"id", "source", "path", "file", "content_hash", "pixel_hash", "status", "reason",
                   "duplicate_of", "x", "y", "row", "col", "cluster", "title", "bytes"}
 
 
@@ -96,7 +96,7 @@ def _write_data(data_dir: Path, items: list[dict], columns: list[str], rows: int
     for index, item in enumerate(items):
         cells[item["row"] * cols + item["col"]] = index
         details.append({
-            "id": item["id"], "title": item["title"], "file": Path(item["path"]).name,
+            "id": item["id"], "title": item["title"], "file": _display_name(item),
             "image": f"images/{_image_name(item)}", "row": item["row"], "col": item["col"],
             "cluster": item["cluster"],
             "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
@@ -131,9 +131,16 @@ def _link_images(images_dir: Path, items: list[dict]) -> None:
     for item in items:
         target = images_dir / _image_name(item)
         try:
-            os.link(item["source"], target)
+            os.link(item["file"], target)
         except OSError:
-            shutil.copy2(item["source"], target)
+            shutil.copy2(item["file"], target)
+
+
+def _display_name(item: dict) -> str:
+    """The file name a user knows: the name in their folder, or the URL it came from."""
+    if item["source"].startswith(("http://", "https://")):
+        return item["source"]
+    return Path(item["path"]).name
 
 
 def _image_name(item: dict) -> str:
