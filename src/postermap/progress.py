@@ -10,25 +10,37 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 T = TypeVar("T")
 
 console = Console(stderr=True)
 
 
+class RateColumn(ProgressColumn):
+    """Items per second over rich's recent-speed window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+
+
 def progress_bar() -> Progress:
-    """A bar with count, rate-derived ETA and elapsed time; used by every long loop."""
+    """A bar with count, rate, ETA and elapsed time; used by every long loop."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        RateColumn(),
         TimeRemainingColumn(),
         TimeElapsedColumn(),
         console=console,
