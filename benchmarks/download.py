@@ -26,7 +26,7 @@ import httpx
 from common import RESULTS
 from PIL import Image
 
-from postermap.download import DownloadOptions, Downloader
+from postermap.download import Downloader, DownloadOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
