@@ -3,8 +3,10 @@
     python benchmarks/grid.py                # the full table (exact 10k takes minutes)
     python benchmarks/grid.py --quick        # 2k/5k and 50k only
 
-Cost = sum of squared distances between each point (min-max normalised per axis) and its
-cell centre. Every ratio is against a baseline run in the same process on the same points.
+Ours runs with workers=2 (this machine's cores); FLAS is single-threaded. Peak memory is
+what tracemalloc sees in this process (numpy and Python allocations; a worker process's
+own window is ~8 MB more). Cost = sum of squared distances between each point (min-max
+normalised per axis) and its cell centre. Every ratio is against a baseline run in the same process on the same points.
 Writes benchmarks/results/grid.json.
 """
 
@@ -20,39 +22,10 @@ from common import RESULTS, blob_layout, gaussian_mixture, timed, tsne_layout
 
 from postermap.grid import assign_to_grid, grid_cost, grid_shape, normalise_points
 from postermap.grid.exact import assign_exact
+from postermap.grid.flas import flas_arrangement, strip_layout
 from postermap.grid.quality import distance_preservation_quality
 
 log = logging.getLogger("benchmarks.grid")
-
-
-def strip_sort(xy: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Baseline: sort by y into rows of `cols` points, each row by x."""
-    cells = np.empty(len(xy), dtype=np.int64)
-    by_y = np.argsort(xy[:, 1], kind="stable")
-    for r in range(rows):
-        members = by_y[r * cols:(r + 1) * cols]
-        order = members[np.argsort(xy[members, 0], kind="stable")]
-        cells[order] = r * cols + np.arange(len(order))
-    return cells
-
-
-def flas_from(xy: np.ndarray, start: np.ndarray, rows: int, cols: int, seed: int = 0
-              ) -> np.ndarray:
-    """vc-flas sorting the normalised 2-D points, started from the arrangement ``start``."""
-    import vc_flas
-
-    n = len(xy)
-    ids = np.full(rows * cols, -1, dtype=np.int32)
-    ids[start] = np.arange(n, dtype=np.int32)
-    frozen = np.zeros(rows * cols, dtype=bool)
-    frozen[n:] = True  # holes stay at the end, like ours
-    grid = vc_flas.Grid(normalise_points(xy).astype(np.float32), ids.reshape(rows, cols),
-                        frozen.reshape(rows, cols), np.arange(n, dtype=np.uint32))
-    sorting = vc_flas.flas(grid, seed=seed).sorting.ravel()
-    cells = np.empty(n, dtype=np.int64)
-    valid = sorting >= 0
-    cells[sorting[valid]] = np.nonzero(valid)[0]
-    return cells
 
 
 def measure(fn, *args, **kwargs) -> tuple[np.ndarray, float, float]:
@@ -81,8 +54,8 @@ def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[
         rows, cols = grid_shape(len(xy))
         exact, t_exact, _ = measure(assign_exact, normalise_points(xy), np.arange(len(xy)),
                                     rows, cols)
-        ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0)
-        strips = strip_sort(xy, rows, cols)
+        ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0, workers=2)
+        strips = strip_layout(normalise_points(xy), rows, cols)
         c_exact = grid_cost(xy, exact, rows, cols)
         row = {"set": name, "n": len(xy), "exact_s": t_exact, "ours_s": t_ours,
                "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
@@ -101,13 +74,14 @@ def scale_rows(sets: list[tuple[str, np.ndarray]]) -> list[dict]:
     out = []
     for name, xy in sets:
         rows, cols = grid_shape(len(xy))
-        ours, t_ours, mem_ours = measure(assign_to_grid, xy, rows, cols)
-        strips, t_strip, _ = measure(strip_sort, xy, rows, cols)
+        ours, t_ours, mem_ours = measure(assign_to_grid, xy, rows, cols, workers=2)
+        strips, t_strip, _ = measure(strip_layout, normalise_points(xy), rows, cols)
         c_ours = grid_cost(xy, ours, rows, cols)
         row = {"set": name, "n": len(xy), "ours_s": t_ours, "ours_peak_mb": mem_ours,
                "strip_s": t_strip, "strip_vs_ours": grid_cost(xy, strips, rows, cols) / c_ours}
         if len(xy) <= 200_000:
-            flas, t_flas, mem_flas = measure(flas_from, xy, strips, rows, cols)
+            flas, t_flas, mem_flas = measure(flas_arrangement, normalise_points(xy), rows,
+                                             cols)
             row.update(flas_s=t_flas, flas_peak_mb=mem_flas,
                        flas_vs_ours=grid_cost(xy, flas, rows, cols) / c_ours,
                        ours_time_vs_flas=t_ours / t_flas)

@@ -3,8 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from postermap.grid import assign_to_grid, grid_cost, grid_shape
+from postermap.grid import assign_to_grid, grid_cost, grid_shape, normalise_points
 from postermap.grid.exact import assign_exact
+from postermap.grid.flas import strip_layout
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -12,18 +13,6 @@ def clustered(n: int, seed: int) -> np.ndarray:
     centres = rng.uniform(0, 10, size=(12, 2))
     spread = rng.uniform(0.2, 1.2, size=(n, 1))
     return centres[rng.integers(0, 12, n)] + rng.normal(size=(n, 2)) * spread
-
-
-def strip_sort(xy: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Baseline: sort by y into rows of `cols` points, then each row by x."""
-    n = len(xy)
-    cells = np.empty(n, dtype=np.int64)
-    by_y = np.argsort(xy[:, 1], kind="stable")
-    for r in range(rows):
-        members = by_y[r * cols:(r + 1) * cols]
-        cells[members[np.argsort(xy[members, 0], kind="stable")]] = r * cols + np.arange(
-            len(members))
-    return cells
 
 
 @pytest.mark.parametrize("n, aspect", [(1, 1.0), (7, 1.0), (50, 2.0), (333, 0.5), (2500, 1.3)])
@@ -56,9 +45,34 @@ def test_scalable_solver_is_close_to_exact_and_beats_strip_sort():
     exact = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=10_000), rows, cols)
     blocks = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=0, block_size=256,
                                           window=16), rows, cols)
-    strips = grid_cost(xy, strip_sort(xy, rows, cols), rows, cols)
+    strips = grid_cost(xy, strip_layout(normalise_points(xy), rows, cols), rows, cols)
     assert blocks <= exact * 1.03
     assert blocks < strips * 0.8
+
+
+def test_flas_method_is_valid_deterministic_and_beats_plain_flas():
+    from postermap.grid.flas import flas_arrangement
+
+    xy = clustered(3000, seed=4)
+    rows, cols = grid_shape(len(xy))
+    a = assign_to_grid(xy, rows, cols, method="flas", window=8, max_passes=2, seed=1)
+    b = assign_to_grid(xy, rows, cols, method="flas", window=8, max_passes=2, seed=1)
+    assert np.array_equal(a, b)
+    assert sorted(a.tolist()) == list(range(len(xy)))
+    plain = flas_arrangement(normalise_points(xy), rows, cols, seed=1)
+    strips = strip_layout(normalise_points(xy), rows, cols)
+    assert grid_cost(xy, a, rows, cols) < grid_cost(xy, plain, rows, cols)
+    assert grid_cost(xy, a, rows, cols) < 0.8 * grid_cost(xy, strips, rows, cols)
+
+
+def test_parallel_workers_give_the_same_result():
+    xy = clustered(6000, seed=5)
+    rows, cols = grid_shape(len(xy))
+    one = assign_to_grid(xy, rows, cols, method="blocks", block_size=256, window=16,
+                         max_passes=2)
+    two = assign_to_grid(xy, rows, cols, method="blocks", block_size=256, window=16,
+                         max_passes=2, workers=2)
+    assert np.array_equal(one, two)
 
 
 def test_deterministic_for_a_seed():

@@ -5,10 +5,16 @@ distances between each point (min-max normalised per axis to [0, 1]) and its cel
 Cells are filled in row-major order, so when N < rows * cols the holes sit at the end of the
 last row, at the edge of the map, never inside it.
 
-* ``N <= exact_max``: solved exactly (``scipy.optimize.linear_sum_assignment``).
-* larger N: :func:`postermap.grid.blocks.assign_blocks`: recursive balanced bisection into
-  blocks solved exactly, then exact re-solves over shifted windows until the cost stops
-  improving. Memory stays O(N).
+``method="auto"`` picks by size:
+
+* ``N <= exact_max`` — ``"exact"``: ``scipy.optimize.linear_sum_assignment``, O(N^2) memory.
+* ``N <= blocks_max`` — ``"blocks"``: :func:`postermap.grid.blocks.assign_blocks`, recursive
+  balanced bisection into blocks solved exactly, then exact re-solves over shifted 32x32
+  windows until the cost stops improving (measured within 0.3% of exact at 10k).
+* larger — ``"flas"``: :mod:`postermap.grid.flas`, FLAS from a strip layout, then the same
+  exact window refinement with 16x16 windows for a few passes (seconds at 169k).
+
+Memory stays O(N) for all but ``"exact"``.
 
 x maps to the column, y to the row (row 0 holds the smallest y).
 """
@@ -21,6 +27,7 @@ import numpy as np
 
 from postermap.grid.blocks import assign_blocks
 from postermap.grid.exact import assign_exact
+from postermap.grid.flas import flas_arrangement
 
 __all__ = ["assign_to_grid", "grid_shape", "grid_cost", "normalise_points", "cell_centres"]
 
@@ -59,20 +66,28 @@ def grid_cost(xy: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> float:
     return float(np.einsum("ij,ij->", diff, diff))
 
 
-def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, exact_max: int = 5000,
-                   block_size: int = 1024, window: int = 32, max_passes: int = 8,
-                   tol: float = 1e-4, seed: int = 0) -> np.ndarray:
+METHODS = ("auto", "exact", "blocks", "flas")
+
+
+def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, method: str = "auto",
+                   exact_max: int = 2000, blocks_max: int = 20_000, block_size: int = 1024,
+                   window: int | None = None, max_passes: int | None = None,
+                   tol: float = 1e-4, seed: int = 0, workers: int = 1) -> np.ndarray:
     """Assign every point to a distinct cell of a ``rows`` x ``cols`` grid.
 
     Args:
         xy: (N, 2) layout coordinates, any scale.
         rows, cols: grid shape; ``rows * cols >= N``.
-        exact_max: solve exactly up to this many points.
-        block_size: target points per exactly solved block (scalable path).
-        window: side, in cells, of the refinement windows (scalable path).
-        max_passes: refinement passes at most; stops earlier when the relative gain < tol.
+        method: ``auto``, ``exact``, ``blocks`` or ``flas`` (see the module docstring).
+        exact_max: with ``auto``, solve exactly up to this many points.
+        blocks_max: with ``auto``, use ``blocks`` up to this many points, ``flas`` above.
+        block_size: points per exactly solved bisection block (``blocks``).
+        window: side, in cells, of the refinement windows (32 for blocks, 16 for flas).
+        max_passes: refinement passes at most (8 for blocks, 4 for flas); stops earlier
+            when the relative gain < tol.
         tol: relative cost improvement below which refinement stops.
         seed: breaks ties deterministically (results are identical for the same seed).
+        workers: processes solving independent blocks/windows (results do not depend on it).
 
     Returns:
         int64 array of N distinct flat cell indices ``r * cols + c``, all < N's row-major
@@ -86,8 +101,17 @@ def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, exact_max: int = 500
     n = len(xy)
     if rows * cols < n:
         raise ValueError(f"{rows}x{cols} grid has {rows * cols} cells for {n} points")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "auto":
+        method = "exact" if n <= exact_max else "blocks" if n <= blocks_max else "flas"
     points = normalise_points(xy)
-    if n <= exact_max:
+    if method == "exact" or n < 4:
         return assign_exact(points, np.arange(n), rows, cols)
-    return assign_blocks(points, rows, cols, block_size=block_size, window=window,
-                         max_passes=max_passes, tol=tol, seed=seed)
+    if method == "blocks":
+        return assign_blocks(points, rows, cols, block_size=block_size,
+                             window=window or 32, max_passes=max_passes or 8, tol=tol,
+                             seed=seed, workers=workers)
+    start = flas_arrangement(points, rows, cols, seed=seed)
+    return assign_blocks(points, rows, cols, window=window or 16, max_passes=max_passes or 4,
+                         tol=tol, seed=seed, workers=workers, start=start)

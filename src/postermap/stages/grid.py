@@ -63,7 +63,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, xy = oriented_layout(ws)
     rows, cols = grid_shape(len(xy), layout_aspect(xy))
     cells = assign_to_grid(xy, rows, cols, exact_max=settings.grid_exact_max,
-                           seed=settings.seed)
+                           seed=settings.seed, workers=settings.workers)
     table = pa.table({"id": pa.array(ids.tolist(), pa.string()),
                       "row": pa.array(cells // cols, pa.int32()),
                       "col": pa.array(cells % cols, pa.int32())})
