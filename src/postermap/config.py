@@ -38,6 +38,10 @@ class Settings:
     max_pixels: int = 120_000_000  #: refuse to decode larger images (decompression bombs)
     thumb_size: int = 256  #: longest side of the stored thumbnail every later stage reads
     workers: int = 2  #: processes decoding images
+    # clean
+    near_cosine: float = 0.88  #: CNN cosine similarity needed to confirm a near duplicate
+    near_phash: int = 26  #: ... together with at most this many differing phash bits
+    keep_near_duplicates: bool = False  #: flag near duplicates but keep them on the map
     # embed
     model: str = "efficientnet-lite0"
     batch_size: int = 32
@@ -65,6 +69,11 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 < self.near_cosine <= 1:
+            raise SettingsError(f"near_cosine must be in (0, 1], got {self.near_cosine}")
+        if not 0 <= self.near_phash <= 64:
+            raise SettingsError(f"near_phash counts bits of a 64-bit hash (0..64), got "
+                                f"{self.near_phash}")
         if self.retries < 0:
             raise SettingsError(f"retries must be >= 0, got {self.retries}")
         if not 1 <= self.tile_quality <= 100:

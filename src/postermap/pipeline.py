@@ -41,7 +41,8 @@ class Stage:
     params: tuple[str, ...]
     run: Callable[[Workspace, Settings], StageOutcome]
     version: int = 1
-    input_fingerprint: Callable[[Settings], str] | None = None
+    #: fingerprint of inputs outside the settings (source folder, overrides file)
+    input_fingerprint: Callable[[Workspace, Settings], str] | None = None
 
 
 class StageOrderError(RuntimeError):
@@ -52,7 +53,7 @@ def stages() -> list[Stage]:
     """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
     from postermap.stages import clean, cluster, embed, grid, ingest, reduce, tiles
 
-    return [ingest.STAGE, clean.STAGE, embed.STAGE, reduce.STAGE, grid.STAGE, cluster.STAGE,
+    return [ingest.STAGE, embed.STAGE, clean.STAGE, reduce.STAGE, grid.STAGE, cluster.STAGE,
             tiles.STAGE]
 
 
@@ -76,7 +77,7 @@ def fingerprint(ws: Workspace, settings: Settings, stage: Stage) -> str:
         "version": stage.version,
         "params": settings.subset(stage.params),
         "upstream": upstream,
-        "input": stage.input_fingerprint(settings) if stage.input_fingerprint else None,
+        "input": stage.input_fingerprint(ws, settings) if stage.input_fingerprint else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -57,7 +57,7 @@ def collect_items(ws: Workspace, settings: Settings) -> tuple[list[SourceItem], 
                       f"(.csv, .tsv, .parquet, .jsonl)")
 
 
-def source_fingerprint(settings: Settings) -> str:
+def source_fingerprint(ws: Workspace, settings: Settings) -> str:
     """Hash of what ingest reads: the file listing (path, size, mtime) or the manifest's
     bytes and column options, plus the metadata file's bytes."""
     if settings.source is None:

@@ -1,10 +1,14 @@
-"""Embed: CNN features for every image on the map, in resumable shards.
+"""Embed: CNN features for every distinct readable image, in resumable shards.
 
-The ``ok`` ids (sorted) are cut into shards of ``shard_size``; each shard's file name holds
+Features are computed once per content hash (byte-identical copies share them) for every
+image ingest could decode, before cleaning: the clean stage needs them to confirm near
+duplicates and find placeholder templates. The hashes (sorted) are cut into shards of
+``shard_size``; each shard's file name holds
 a digest of the model name and its ids, so a finished shard is reused by any later run that
 needs exactly those images, and a killed run resumes at the first missing shard. Thumbnails
 are decoded and resized in a ``torch.utils.data.DataLoader`` worker while the model runs.
-Output: ``embed/embeddings.npy`` (float32, N x dim, memory-mappable) and ``embed/ids.npy``.
+Output: ``embed/embeddings.npy`` (float32, N x dim, memory-mappable) and ``embed/ids.npy``
+(the content hash of each row).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postermap.catalog import ok_ids, read_table
+from postermap.catalog import read_table
 from postermap.config import Settings
 from postermap.embedders import Embedder, get_embedder
 from postermap.images import load_image
@@ -60,11 +64,10 @@ def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers:
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
-    ids = ok_ids(ws)
+    ingest = read_table(ws, "ingest").select(["status", "content_hash"]).to_pylist()
+    ids = sorted({row["content_hash"] for row in ingest if row["status"] == "ok"})
     if not ids:
-        raise RuntimeError("embed: no images with status 'ok' to embed")
-    ingest = read_table(ws, "ingest").select(["id", "content_hash"]).to_pylist()
-    hash_of = {row["id"]: row["content_hash"] for row in ingest}
+        raise RuntimeError("embed: ingest found no readable image to embed")
     shard_dir = ws.embed_dir / "shards"
     shards = [ids[i:i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
     key = f"{settings.model}:{settings.thumb_size}"
@@ -78,7 +81,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     with progress_bar() as bar:
         task = bar.add_task(f"embed ({settings.model})", total=sum(len(s) for s, _ in todo))
         for shard_ids, path in todo:
-            paths = [ws.thumb_path(hash_of[i]) for i in shard_ids]
+            paths = [ws.thumb_path(h) for h in shard_ids]
             features = embed_paths(paths, embedder, settings.batch_size, settings.workers,
                                    on_batch=lambda n: bar.advance(task, n))
             atomic_save_npy(path, features)
@@ -102,7 +105,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
 
 
 def load_embeddings(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, memory-mapped embeddings) as the embed stage left them."""
+    """(content hashes, memory-mapped embeddings) as the embed stage left them."""
     ids = np.load(ws.embed_dir / "ids.npy")
     return ids, np.load(ws.embed_dir / "embeddings.npy", mmap_mode="r")
 
@@ -120,4 +123,4 @@ def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
-STAGE = Stage(name="embed", depends=("clean",), params=("model",), run=run)
+STAGE = Stage(name="embed", depends=("ingest",), params=("model",), run=run)

@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 
 from postermap.config import Settings
 from postermap.images import (
+    STATS_VERSION,
     ImageLoadError,
     content_hash,
+    image_stats,
     load_image,
     make_thumbnail,
     pixel_hash,
@@ -38,15 +40,16 @@ __all__ = ["IngestError", "STAGE", "inspect_file", "run"]
 
 PART_SIZE = 512
 RECORD_FIELDS = ("source", "path", "file", "content_hash", "pixel_hash", "width", "height",
-                 "format", "bytes", "status", "reason")
+                 "format", "bytes", "status", "reason", "phash", "gray_std", "detail",
+                 "edge_p99", "colours", "row_repeat")
+FLOAT_FIELDS = ("gray_std", "detail", "edge_p99", "colours", "row_repeat")
 
 
 def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
                  thumb_size: int) -> dict:
     """Read, hash, verify and thumbnail one file. Runs in a worker process."""
-    record = {"source": str(path), "path": rel, "file": str(path), "content_hash": None,
-              "pixel_hash": None, "width": None, "height": None, "format": None,
-              "bytes": None, "status": "ok", "reason": None}
+    record: dict = dict.fromkeys(RECORD_FIELDS)
+    record.update(source=str(path), path=rel, file=str(path), status="ok")
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -63,7 +66,8 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
         record.update(status="corrupt", reason=str(err))
         return record
     record.update(width=image.width, height=image.height,
-                  format=path.suffix.lower().lstrip("."), pixel_hash=pixel_hash(image))
+                  format=path.suffix.lower().lstrip("."), pixel_hash=pixel_hash(image),
+                  **image_stats(image))
     thumb = thumbs_dir / chash[:2] / f"{chash}.jpg"
     if not thumb.exists():
         atomic_write_bytes(thumb, make_thumbnail(image, thumb_size))
@@ -144,7 +148,7 @@ def _inspect_all(pool: ProcessPoolExecutor, items: list[SourceItem], ws: Workspa
 
 def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> Path:
     digest = hashlib.sha256()
-    digest.update(f"{settings.max_pixels}:{settings.thumb_size}\n".encode())
+    digest.update(f"{settings.max_pixels}:{settings.thumb_size}:{STATS_VERSION}\n".encode())
     for item in part:
         stat = item.local.stat()
         digest.update(f"{item.path}\0{item.local}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
@@ -153,7 +157,8 @@ def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> P
 
 
 def _record_schema() -> pa.Schema:
-    types = {"width": pa.int32(), "height": pa.int32(), "bytes": pa.int64()}
+    types = {"width": pa.int32(), "height": pa.int32(), "bytes": pa.int64(),
+             **dict.fromkeys(FLOAT_FIELDS, pa.float32())}
     return pa.schema([(name, types.get(name, pa.string())) for name in RECORD_FIELDS])
 
 

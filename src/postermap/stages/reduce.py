@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
+from postermap.catalog import ok_ids, read_table
 from postermap.config import Settings
 from postermap.pipeline import Stage, StageOutcome
 from postermap.stages.embed import load_embeddings
@@ -49,9 +50,11 @@ def normalise_layout(xy: np.ndarray) -> np.ndarray:
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
-    ids, features = load_embeddings(ws)
+    ids = np.array(ok_ids(ws))
+    features = features_for(ws, ids)
     xy = reduce_to_2d(features, settings.pca_dims, settings.perplexity, settings.seed,
                       n_jobs=settings.workers)
+    atomic_save_npy(ws.root / "layout_ids.npy", ids)
     atomic_save_npy(ws.root / "layout.npy", xy)
     table = pa.table({"id": pa.array(ids.tolist(), pa.string()),
                       "x": pa.array(xy[:, 0]), "y": pa.array(xy[:, 1])})
@@ -59,10 +62,19 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     return StageOutcome(counts={"in": len(ids), "out": len(ids)}, items=len(ids))
 
 
+def features_for(ws: Workspace, ids: np.ndarray) -> np.ndarray:
+    """Embedding rows of the given image ids (looked up through their content hash)."""
+    hashes, embeddings = load_embeddings(ws)
+    row_of = {h: i for i, h in enumerate(hashes.tolist())}
+    ingest = read_table(ws, "ingest").select(["id", "content_hash"]).to_pydict()
+    hash_of = dict(zip(ingest["id"], ingest["content_hash"], strict=True))
+    return np.asarray(embeddings[[row_of[hash_of[i]] for i in ids.tolist()]])
+
+
 def load_layout(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, N x 2 layout) aligned with the embeddings."""
-    return np.load(ws.embed_dir / "ids.npy"), np.load(ws.root / "layout.npy")
+    """(image ids, N x 2 layout) of the images on the map."""
+    return np.load(ws.root / "layout_ids.npy"), np.load(ws.root / "layout.npy")
 
 
-STAGE = Stage(name="reduce", depends=("embed",), params=("pca_dims", "perplexity", "seed"),
+STAGE = Stage(name="reduce", depends=("embed", "clean"), params=("pca_dims", "perplexity", "seed"),
               run=run)

@@ -1,0 +1,93 @@
+"""``WORKSPACE/overrides.toml``: the user's word on what stays on the map.
+
+::
+
+    # ids from catalog.parquet or report/clean.csv
+    keep = ["3f2a...", "9bc1..."]   # back on the map, whatever clean said
+    drop = ["77e0..."]              # off the map (status "boring", reason "user_drop")
+
+The clean stage applies it last; its fingerprint includes this file, so editing it and
+re-running re-does ``clean`` and what depends on it, nothing upstream. Unknown ids are
+reported, not silently ignored. Corrupt or failed rows cannot be kept (there is no image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from postermap.config import SettingsError
+
+if TYPE_CHECKING:
+    from postermap.config import Settings
+    from postermap.stages.clean import Verdict
+    from postermap.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "overrides.toml"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    keep: frozenset[str] = field(default_factory=frozenset)
+    drop: frozenset[str] = field(default_factory=frozenset)
+
+
+def read_overrides(ws: Workspace) -> Overrides:
+    path = ws.root / FILE_NAME
+    if not path.exists():
+        return Overrides()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+    unknown = set(data) - {"keep", "drop"}
+    if unknown:
+        raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                            f"use 'keep' and 'drop' (lists of ids)")
+    lists = {}
+    for key in ("keep", "drop"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{path}: '{key}' must be a list of id strings")
+        lists[key] = frozenset(value)
+    both = lists["keep"] & lists["drop"]
+    if both:
+        raise SettingsError(f"{path}: id(s) both kept and dropped: {', '.join(sorted(both))}")
+    return Overrides(**lists)
+
+
+def overrides_fingerprint(ws: Workspace, settings: Settings) -> str:
+    path = ws.root / FILE_NAME
+    data = path.read_bytes() if path.exists() else b""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def apply_overrides(rows: list[dict], verdicts: dict[str, Verdict], overrides: Overrides
+                    ) -> dict[str, Verdict]:
+    """Verdicts with the user's keep/drop applied (a new dict; ``verdicts`` is untouched)."""
+    from postermap.stages.clean import Verdict
+
+    out = dict(verdicts)
+    by_id = {row["id"]: row for row in rows}
+    unknown = sorted((overrides.keep | overrides.drop) - set(by_id))
+    if unknown:
+        log.warning("%s: %d id(s) not in the catalog: %s", FILE_NAME, len(unknown),
+                    ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+    for image_id in sorted(overrides.keep & set(by_id)):
+        row = by_id[image_id]
+        if row["status"] != "ok":
+            log.warning("%s: cannot keep %s, it is %s (%s)", FILE_NAME, image_id,
+                        row["status"], row["reason"])
+            continue
+        was = out.get(image_id)
+        if was is not None and was.status != "ok":
+            out[image_id] = Verdict("ok", f"kept by {FILE_NAME} (was {was.status}: "
+                                          f"{was.reason})", was.duplicate_of, was.similarity)
+    for image_id in sorted(overrides.drop & set(by_id)):
+        out[image_id] = Verdict("boring", f"user_drop: dropped by {FILE_NAME}")
+    return out
