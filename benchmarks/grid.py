@@ -6,7 +6,8 @@
 Ours runs with workers=2 (this machine's cores); FLAS is single-threaded. Peak memory is
 what tracemalloc sees in this process (numpy and Python allocations; a worker process's
 own window is ~8 MB more). Cost = sum of squared distances between each point (min-max
-normalised per axis) and its cell centre. Every ratio is against a baseline run in the same process on the same points.
+normalised per axis) and its cell centre. Every ratio is against a baseline run in the
+same process on the same points.
 Writes benchmarks/results/grid.json.
 """
 

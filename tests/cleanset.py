@@ -81,12 +81,15 @@ def make_clean_set(emoji_dir: Path, out: Path, n: int = 60, seed: int = 0) -> Pa
         if i % 2 == 0:
             _near(base, kind, rng, state, emoji, out / f"near-{kind}-{i:03d}")
     placeholder_icon = rng.choice(emoji).resize((64, 64))
-    for i in range(16):
+    card_titles: set[str] = set()
+    while len(card_titles) < 16:  # distinct, or two cards would be byte-identical
+        card_titles.add(_title(rng).title()[:22])
+    for i, card_title in enumerate(sorted(card_titles)):
         card = Image.new("RGB", (W, H), (58, 58, 62))
         card.paste(placeholder_icon, (68, 90), placeholder_icon)
         draw = ImageDraw.Draw(card)
         draw.text((32, 180), "NO POSTER", fill=(200, 200, 200), font=_font(22))
-        draw.text((14, 230), _title(rng).title()[:22], fill=(160, 160, 160), font=_font(14))
+        draw.text((14, 230), card_title, fill=(160, 160, 160), font=_font(14))
         card.save(out / f"template-{i:03d}.png")
     for i in range(12):
         colour = np.array([rng.randrange(256) for _ in range(3)], np.float32)

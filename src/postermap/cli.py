@@ -57,6 +57,10 @@ def _setting_options(func):
         click.option("--dbscan-eps", type=float, help="DBSCAN radius in mean image spacings."),
         click.option("--dbscan-min-samples", type=int, help="DBSCAN core point count."),
         click.option("--cell-size", type=int, help="Pixels per grid cell at full zoom."),
+        click.option("--near-cosine", type=float,
+                     help="CNN cosine similarity that confirms a near duplicate."),
+        click.option("--near-phash", type=int,
+                     help="Most perceptual-hash bits a near duplicate may differ in."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -162,13 +166,34 @@ def _stage_command(name: str, doc: str) -> None:
 
 
 for _name, _doc in [
-    ("clean", "Flag exact duplicates (same bytes or same pixels) in WORKSPACE."),
     ("embed", "Compute CNN features for every image on the map."),
     ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE)."),
     ("cluster", "Cluster the layout with DBSCAN."),
     ("tiles", "Render the tile pyramid and write the viewer site."),
 ]:
     _stage_command(_name, _doc)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+@click.option("--report", is_flag=True,
+              help="Also write WORKSPACE/report/clean.html and clean.csv.")
+@click.option("--keep-near-duplicates", is_flag=True, default=None,
+              help="Flag near duplicates but keep them on the map.")
+@_setting_options
+@_user_errors
+def clean(workspace: Path, force: bool, report: bool, config_path: Path | None,
+          **overrides) -> None:
+    """Flag exact and near duplicates and boring images (applies overrides.toml)."""
+    from postermap.clean_report import write_clean_report
+
+    ws = Workspace(workspace)
+    settings = _settings(ws, config_path, **overrides)
+    save_settings(ws, settings)
+    run_stage(ws, settings, stage_by_name("clean"), force=force)
+    if report:
+        click.echo(str(write_clean_report(ws)))
 
 
 @main.command()

@@ -187,10 +187,22 @@ def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int
     return [sorted(g) for g in groups.values() if len(g) > 1], sims
 
 
-def embedding_candidates(vectors: np.ndarray, k: int) -> set[tuple[int, int]]:
-    """Pairs (i < j) where j is among i's k nearest neighbours by cosine (hnswlib)."""
+def embedding_candidates(vectors: np.ndarray, k: int, dims: int = 128
+                         ) -> set[tuple[int, int]]:
+    """Pairs (i < j) where j is among i's k nearest neighbours by cosine (hnswlib).
+
+    Vectors are first projected to ``dims`` principal components (and re-normalised):
+    candidates only need the neighbourhood right, the confirmation uses the full vectors,
+    and a 128-d index builds ~10x faster than a 1280-d one at 169k images.
+    """
     import hnswlib
 
+    if vectors.shape[1] > dims and len(vectors) > dims:
+        from sklearn.decomposition import PCA
+
+        vectors = PCA(n_components=dims, random_state=0).fit_transform(vectors)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
     k = min(k + 1, n)
     index = hnswlib.Index(space="ip", dim=dim)
@@ -266,4 +278,4 @@ def _area(row: dict) -> int:
 
 STAGE = Stage(name="clean", depends=("ingest", "embed"),
               params=("near_cosine", "near_phash", "keep_near_duplicates"), run=run,
-              version=3, input_fingerprint=overrides_fingerprint)
+              version=4, input_fingerprint=overrides_fingerprint)
