@@ -17,10 +17,11 @@ workspace can keep or drop any id (see :mod:`postermap.overrides`). In order:
    border-trimmed images) differ in at most ``near_phash`` (26) bits, or the cosine alone
    reaches ``near_cosine_strong`` (0.95), or the hashes nearly agree (at most 8 bits) and
    the cosine is at least 0.70 (letterboxed and re-framed copies, which move the CNN
-   features but not the trimmed hash). Confirmed pairs are grouped (union-find).
+   features but not the trimmed hash). Each group is a representative and the images
+   directly confirmed against it (no chaining through intermediaries).
 4. **Placeholder templates** — a near-duplicate group of ``template_min_size`` or more
-   images with few colours is a site's "no poster" card with only the text changing: every
-   member is ``boring`` / ``placeholder_template``.
+   images (representative included) with few colours is a site's "no poster" card with
+   only the text changing: every member is ``boring`` / ``placeholder_template``.
 
 Representative of a group: the largest image (pixels), then the larger file, then the
 first by path. Thresholds were chosen on the labelled set in ``tests/cleanset.py``
@@ -102,8 +103,7 @@ def clean_collection(rows: list[dict], features: np.ndarray | None, params: Clea
     live = [i for i in live if rows[i]["id"] not in verdicts]
     if features is None or len(live) < 2:
         return verdicts
-    groups, similarity = near_duplicate_groups(rows, features, live, params)
-    for members in groups:
+    for members in near_duplicate_groups(rows, features, live, params):
         colours = float(np.median([rows[i]["colours"] for i in members]))
         if len(members) >= params.template_min_size and colours <= params.template_max_colours:
             for i in members:
@@ -111,11 +111,8 @@ def clean_collection(rows: list[dict], features: np.ndarray | None, params: Clea
                     "boring", f"placeholder_template: one of {len(members)} near-identical "
                     f"low-colour images")
             continue
-        rep = min(members, key=lambda i: (-_area(rows[i]), -(rows[i]["bytes"] or 0),
-                                          rows[i]["path"]))
-        for i in members:
-            if i == rep:
-                continue
+        rep = members[0]
+        for i in members[1:]:
             sim = float(features[i] @ features[rep])
             status = "ok" if params.keep_near_duplicates else "near_duplicate"
             verdicts[rows[i]["id"]] = Verdict(status, f"near_duplicate: cosine {sim:.3f}",
@@ -159,19 +156,17 @@ def boring_reason(row: dict, params: CleanParams) -> str | None:
 
 
 def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int],
-                          params: CleanParams) -> tuple[list[list[int]], dict]:
-    """Groups (row indices, size >= 2) of confirmed near duplicates among ``live`` rows."""
+                          params: CleanParams) -> list[list[int]]:
+    """Groups (row indices, representative first, size >= 2) of near duplicates.
+
+    Groups are stars, not chains: images are visited largest first (then larger file, then
+    path); an unassigned image becomes a representative and takes every unassigned image
+    *directly* confirmed as its near duplicate. So A~B and B~C never put A and C together
+    unless A~C holds too (transitive closure would merge, say, all flags with stripes).
+    """
     candidates = embedding_candidates(features[live], params.neighbours)
     candidates |= phash_candidates([rows[i]["phash"] for i in live])
-    parent = {i: i for i in range(len(live))}
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    sims = {}
+    confirmed: dict[int, set[int]] = defaultdict(set)
     for a, b in candidates:
         ia, ib = live[a], live[b]
         sim = float(features[ia] @ features[ib])
@@ -179,12 +174,22 @@ def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int
         if (sim >= params.near_cosine_strong
                 or (sim >= params.near_cosine and bits <= params.near_phash)
                 or (sim >= params.near_cosine_loose and bits <= params.near_phash_tight)):
-            parent[find(a)] = find(b)
-            sims[(ia, ib)] = sim
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(live)):
-        groups[find(i)].append(live[i])
-    return [sorted(g) for g in groups.values() if len(g) > 1], sims
+            confirmed[ia].add(ib)
+            confirmed[ib].add(ia)
+    order = sorted(confirmed, key=lambda i: (-_area(rows[i]), -(rows[i]["bytes"] or 0),
+                                             rows[i]["path"]))
+    assigned: set[int] = set()
+    groups = []
+    for rep in order:
+        if rep in assigned:
+            continue
+        members = sorted(j for j in confirmed[rep] if j not in assigned)
+        if not members:
+            continue
+        assigned.add(rep)
+        assigned.update(members)
+        groups.append([rep, *members])
+    return groups
 
 
 def embedding_candidates(vectors: np.ndarray, k: int, dims: int = 128
@@ -278,4 +283,4 @@ def _area(row: dict) -> int:
 
 STAGE = Stage(name="clean", depends=("ingest", "embed"),
               params=("near_cosine", "near_phash", "keep_near_duplicates"), run=run,
-              version=4, input_fingerprint=overrides_fingerprint)
+              version=5, input_fingerprint=overrides_fingerprint)
