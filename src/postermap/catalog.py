@@ -37,9 +37,14 @@ def write_catalog(ws: Workspace) -> pa.Table:
         if not ws.table_path(stage).exists():
             continue
         extra = read_table(ws, stage)
-        overlapping = [c for c in extra.column_names if c != "id" and c in catalog.column_names]
-        catalog = catalog.drop_columns(overlapping)
-        catalog = catalog.join(extra, keys="id", join_type="left outer")
+        # a left join by id (Table.join cannot carry list columns such as colour_hist)
+        rows = extra.take(pc.index_in(catalog["id"], value_set=extra["id"]))
+        for name in extra.column_names:
+            if name == "id":
+                continue
+            if name in catalog.column_names:
+                catalog = catalog.drop_columns([name])
+            catalog = catalog.append_column(name, rows[name])
     catalog = catalog.sort_by([("source", "ascending")])
     atomic_write_table(ws.catalog_path, catalog)
     return catalog

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.logging import RichHandler
 
 from postermap.config import Settings, SettingsError
@@ -57,6 +58,11 @@ def _setting_options(func):
         click.option("--dbscan-eps", type=float, help="DBSCAN radius in mean image spacings."),
         click.option("--dbscan-min-samples", type=int, help="DBSCAN core point count."),
         click.option("--cell-size", type=int, help="Pixels per grid cell at full zoom."),
+        click.option("--cluster-method", type=click.Choice(["hdbscan", "dbscan"]),
+                     help="Clustering algorithm."),
+        click.option("--cluster-space", type=click.Choice(["layout", "embedding"]),
+                     help="Cluster the 2-D layout or the embedding space (PCA-50)."),
+        click.option("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster."),
         click.option("--near-cosine", type=float,
                      help="CNN cosine similarity that confirms a near duplicate."),
         click.option("--near-phash", type=int,
@@ -114,8 +120,8 @@ def main(verbose: int) -> None:
 @click.argument("source", type=SOURCE)
 @click.option("-o", "--output", "workspace", required=True,
               type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
-@click.option("--until", type=click.Choice(["ingest", "clean", "embed", "reduce", "grid",
-              "cluster", "tiles"]), help="Stop after this stage.")
+@click.option("--until", type=click.Choice(["ingest", "embed", "clean", "reduce", "grid",
+              "cluster", "similar", "tiles"]), help="Stop after this stage.")
 @_source_options
 @_setting_options
 @_user_errors
@@ -168,7 +174,8 @@ def _stage_command(name: str, doc: str) -> None:
 for _name, _doc in [
     ("embed", "Compute CNN features for every image on the map."),
     ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE)."),
-    ("cluster", "Cluster the layout with DBSCAN."),
+    ("cluster", "Find, score and name clusters (applies clusters.toml)."),
+    ("similar", "Index the embeddings and store every image's 20 most similar images."),
     ("tiles", "Render the tile pyramid and write the viewer site."),
 ]:
     _stage_command(_name, _doc)
@@ -229,6 +236,63 @@ def serve(workspace: Path, host: str, port: int, open_browser: bool) -> None:
     if not (site / "index.html").exists():
         raise click.ClickException(f"{site} has no viewer yet: run 'postermap run' first")
     serve_site(site, host=host, port=port, open_browser=open_browser)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--gallery", is_flag=True,
+              help="Also write a contact sheet per cluster and report/clusters/index.html.")
+def clusters(workspace: Path, gallery: bool) -> None:
+    """Print the clusters of WORKSPACE, most interesting first."""
+    from rich.table import Table
+
+    from postermap.gallery import cluster_table_rows, write_gallery
+
+    ws = Workspace(workspace)
+    if not (ws.root / "clusters.json").exists():
+        raise click.ClickException(f"{ws.root} has no clusters yet: run 'postermap run' first")
+    table = Table(title="clusters")
+    for column, justify in (("rank", "right"), ("name", "left"), ("size", "right"),
+                            ("score", "right"), ("named from", "left")):
+        table.add_column(column, justify=justify)
+    for rank, name, size, score, provenance in cluster_table_rows(ws):
+        table.add_row(str(rank), name, f"{size:,}", f"{score:.2f}", provenance)
+    Console().print(table)
+    if gallery:
+        click.echo(str(write_gallery(ws)))
+
+
+@main.command()
+@click.argument("image")
+@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-k", "k", default=20, show_default=True, help="How many similar images.")
+def similar(image: str, workspace: Path, k: int) -> None:
+    """Print the images of WORKSPACE most similar to IMAGE (an id on the map, or any image
+    file, which is embedded on the fly)."""
+    import pyarrow.parquet as pq
+
+    from postermap.gallery import similar_for_file, similar_for_id
+    from postermap.images import ImageLoadError
+
+    ws = Workspace(workspace)
+    if not (ws.root / "similar" / "index.bin").exists():
+        raise click.ClickException(f"{ws.root} has no similarity index: run 'postermap run'")
+    try:
+        if Path(image).is_file():
+            settings = load_settings(ws)
+            hits = similar_for_file(ws, Path(image), settings.model, settings.thumb_size, k)
+        else:
+            hits = similar_for_id(ws, image, k)
+    except KeyError as err:
+        raise click.ClickException(f"{image} is neither an image file nor the id of an image "
+                                   f"on the map (see catalog.parquet)") from err
+    except ImageLoadError as err:
+        raise click.ClickException(f"{image}: {err}") from err
+    rows = {r["id"]: r for r in pq.read_table(ws.catalog_path,
+                                              columns=["id", "title", "source"]).to_pylist()}
+    for image_id, score in hits:
+        click.echo(f"{score:.3f}\t{image_id}\t{rows[image_id]['title']}\t"
+                   f"{rows[image_id]['source']}")
 
 
 @main.command("fetch-default")

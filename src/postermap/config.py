@@ -53,6 +53,9 @@ class Settings:
     # grid
     grid_exact_max: int = 2000  #: above this many images the scalable solver is used
     # cluster
+    cluster_method: str = "hdbscan"  #: "hdbscan" (fast-hdbscan) or "dbscan"
+    cluster_space: str = "layout"  #: "layout" (2-D t-SNE) or "embedding" (PCA-50)
+    min_cluster_size: int = 10  #: HDBSCAN's smallest cluster
     #: DBSCAN radius in units of the mean spacing between images (1/sqrt(N) of the
     #: unit-square layout), so one value suits 300 and 169,000 images alike
     dbscan_eps: float = 1.0
@@ -65,7 +68,8 @@ class Settings:
     def __post_init__(self) -> None:
         positive = ("max_pixels", "thumb_size", "workers", "concurrency", "per_host",
                     "timeout", "max_bytes", "batch_size", "shard_size",
-                    "pca_dims", "grid_exact_max", "dbscan_min_samples", "cell_size")
+                    "pca_dims", "grid_exact_max", "dbscan_min_samples", "cell_size",
+                    "min_cluster_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -74,6 +78,12 @@ class Settings:
         if not 0 <= self.near_phash <= 64:
             raise SettingsError(f"near_phash counts bits of a 64-bit hash (0..64), got "
                                 f"{self.near_phash}")
+        if self.cluster_method not in ("hdbscan", "dbscan"):
+            raise SettingsError(f"cluster_method must be hdbscan or dbscan, got "
+                                f"{self.cluster_method!r}")
+        if self.cluster_space not in ("layout", "embedding"):
+            raise SettingsError(f"cluster_space must be layout or embedding, got "
+                                f"{self.cluster_space!r}")
         if self.retries < 0:
             raise SettingsError(f"retries must be >= 0, got {self.retries}")
         if not 1 <= self.tile_quality <= 100:

@@ -144,7 +144,7 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 
 
 #: Version of :func:`image_stats`; part of ingest's part digests so a change re-inspects.
-STATS_VERSION = 3
+STATS_VERSION = 4
 
 
 def image_stats(image: Image.Image) -> dict[str, float | str]:
@@ -161,6 +161,8 @@ def image_stats(image: Image.Image) -> dict[str, float | str]:
     * ``colours``: distinct colours in a 32x32 copy quantised to 5 bits per channel.
     * ``row_repeat``: among full-resolution rows (and columns) that are not uniform, the
       share identical to their neighbour: ~0 for photographs, ~1 for pixel-block upscales.
+    * ``colour_hist``: 48-bin hue x saturation histogram (12 x 4, value ignored) of a
+      32x32 copy, summing to 1: what "these share a colour scheme" is measured with.
     """
     import imagehash
 
@@ -181,7 +183,17 @@ def image_stats(image: Image.Image) -> dict[str, float | str]:
         "edge_p99": float(np.percentile(_laplacian(g128), 99)),
         "colours": float(colours),
         "row_repeat": float((_repeat_share(full) + _repeat_share(full.T)) / 2),
+        "colour_hist": colour_histogram(image),
     }
+
+
+def colour_histogram(image: Image.Image) -> list[float]:
+    """Hue x saturation histogram (12 x 4 bins) of a 32x32 copy, normalised to sum 1."""
+    hsv = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR).convert("HSV"))
+    hue = hsv[..., 0].astype(np.int32) * 12 // 256
+    sat = hsv[..., 1].astype(np.int32) * 4 // 256
+    counts = np.bincount((hue * 4 + sat).ravel(), minlength=48).astype(np.float32)
+    return (counts / counts.sum()).round(4).tolist()
 
 
 def trim_borders(image: Image.Image, tolerance: int = 12) -> Image.Image:

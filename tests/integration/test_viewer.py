@@ -131,3 +131,33 @@ def test_fullscreen_toggles(page):
     page.click(button)
     page.wait_for_function(f"!({FULLSCREEN})", timeout=5_000)
     assert page.get_attribute(button, "aria-pressed") == "false"
+
+
+def test_cluster_panel_lists_clusters_and_moves_the_view(page):
+    items = page.locator("#cluster-list li")
+    assert items.count() == page.evaluate("postermap.state.manifest.clusters.length") > 0
+    before = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
+                           " postermap.map.getZoom()]")
+    items.nth(0).locator(".name").click()
+    page.wait_for_timeout(1000)
+    after = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
+                          " postermap.map.getZoom()]")
+    assert after != before
+    assert "active" in items.nth(0).get_attribute("class")
+    items.nth(0).locator(".gallery-button").click()
+    page.wait_for_selector("#gallery:not([hidden]) #gallery-grid img", timeout=5_000)
+    size = page.evaluate("postermap.state.manifest.clusters[0].size")
+    assert page.locator("#gallery-grid img").count() == min(size, 400)
+
+
+def test_more_like_this_shows_neighbours_of_a_clicked_image(page):
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#similar-grid img", timeout=5_000)
+    assert page.locator("#similar-grid img").count() == 20
+    page.wait_for_function("document.querySelector('#similar-grid img').naturalWidth > 0")
+    first = page.locator("#similar-grid img").first
+    index = int(first.get_attribute("data-index"))
+    first.click()
+    page.wait_for_function(f"document.getElementById('details').dataset.index == '{index}'",
+                           timeout=5_000)

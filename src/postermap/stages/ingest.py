@@ -41,7 +41,7 @@ __all__ = ["IngestError", "STAGE", "inspect_file", "run"]
 PART_SIZE = 512
 RECORD_FIELDS = ("source", "path", "file", "content_hash", "pixel_hash", "width", "height",
                  "format", "bytes", "status", "reason", "phash", "gray_std", "detail",
-                 "edge_p99", "colours", "row_repeat")
+                 "edge_p99", "colours", "row_repeat", "colour_hist")
 FLOAT_FIELDS = ("gray_std", "detail", "edge_p99", "colours", "row_repeat")
 
 
@@ -158,7 +158,7 @@ def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> P
 
 def _record_schema() -> pa.Schema:
     types = {"width": pa.int32(), "height": pa.int32(), "bytes": pa.int64(),
-             **dict.fromkeys(FLOAT_FIELDS, pa.float32())}
+             "colour_hist": pa.list_(pa.float32()), **dict.fromkeys(FLOAT_FIELDS, pa.float32())}
     return pa.schema([(name, types.get(name, pa.string())) for name in RECORD_FIELDS])
 
 
@@ -191,4 +191,5 @@ STAGE = Stage(
             "id_column", "max_bytes"),
     run=run,
     input_fingerprint=source_fingerprint,
+    version=STATS_VERSION,  # new measurements must re-inspect existing workspaces
 )

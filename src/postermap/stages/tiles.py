@@ -9,7 +9,9 @@ killed run leaves the previous site intact. Output (all relative, hostable anywh
     site/data/cells.json                            per cell: item index or -1
     site/data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
     site/data/search.json                           titles + file names, loaded on demand
+    site/data/clusters/<n>.json                     item indices of cluster n (gallery)
     site/images/<id>.<ext>                          originals (hard links where possible)
+    site/thumbs/<content hash>.jpg                  256 px thumbnails (hard links)
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from postermap.config import Settings
 from postermap.outlines import cluster_outlines
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
+from postermap.stages.cluster import load_clusters
+from postermap.stages.reduce import load_layout
+from postermap.stages.similar import load_neighbours
 from postermap.workspace import Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,9 @@ log = logging.getLogger(__name__)
 SHARD_SIZE = 1000
 TILE_SIZE = 256
 #: Catalog columns that are internal bookkeeping, not shown in the viewer's detail panel.
-HIDDEN_COLUMNS = {"id", "source", "path", "file", "content_hash", "pixel_hash", "status", "reason",
+HIDDEN_COLUMNS = {"colour_hist", "phash", "gray_std", "detail", "edge_p99", "colours",
+                  "row_repeat", "similarity", "cluster_name",
+                  "id", "source", "path", "file", "content_hash", "pixel_hash", "status", "reason",
                   "duplicate_of", "x", "y", "row", "col", "cluster", "title", "bytes"}
 
 
@@ -51,8 +58,9 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     tmp.mkdir(parents=True)
     _copy_viewer(tmp)
     levels = render_pyramid(ws, items, rows, cols, settings, tmp / "tiles")
-    _write_data(tmp / "data", items, catalog.column_names, rows, cols, levels, settings)
+    _write_data(ws, tmp / "data", items, catalog.column_names, rows, cols, levels, settings)
     _link_images(tmp / "images", items)
+    _link_thumbs(ws, tmp / "thumbs", items)
     _swap_into_place(tmp, ws.site_dir)
     return StageOutcome(counts={"images": len(items), "rows": rows, "cols": cols,
                                 "zoom_levels": levels}, items=len(items))
@@ -88,17 +96,20 @@ def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
     return len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
 
 
-def _write_data(data_dir: Path, items: list[dict], columns: list[str], rows: int, cols: int,
-                levels: int, settings: Settings) -> None:
+def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[str],
+                rows: int, cols: int, levels: int, settings: Settings) -> None:
     fields = [c for c in columns if c not in HIDDEN_COLUMNS]
     cells = np.full(rows * cols, -1, dtype=np.int64)
+    index_of = {item["id"]: index for index, item in enumerate(items)}
+    similar = _similar_items(ws, index_of)
     details = []
     for index, item in enumerate(items):
         cells[item["row"] * cols + item["col"]] = index
         details.append({
             "id": item["id"], "title": item["title"], "file": _display_name(item),
-            "image": f"images/{_image_name(item)}", "row": item["row"], "col": item["col"],
-            "cluster": item["cluster"],
+            "image": f"images/{_image_name(item)}", "thumb": f"thumbs/{item['content_hash']}.jpg",
+            "row": item["row"], "col": item["col"], "cluster": item["cluster"],
+            "clusterName": item.get("cluster_name"), "similar": similar.get(item["id"], []),
             "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
         })
     for start in range(0, len(details), SHARD_SIZE):
@@ -110,30 +121,62 @@ def _write_data(data_dir: Path, items: list[dict], columns: list[str], rows: int
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
     for item in items:
         cluster_of_cell[item["row"] * cols + item["col"]] = item["cluster"]
+    outlines = cluster_outlines(cluster_of_cell.reshape(rows, cols))
+    members: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        members.setdefault(item["cluster"], []).append(index)
     clusters = []
-    for label, rings in cluster_outlines(cluster_of_cell.reshape(rows, cols)).items():
-        members = [d for d in details if d["cluster"] == label]
-        clusters.append({"id": label, "label": f"Cluster {label + 1}", "size": len(members),
-                         "outline": rings})
+    for rank, info in enumerate(load_clusters(ws)):
+        label = info["id"]
+        atomic_write_json(data_dir / "clusters" / f"{label}.json", members.get(label, []))
+        clusters.append({"id": label, "rank": rank + 1, "label": info["name"],
+                         "provenance": info["provenance"], "size": info["size"],
+                         "score": info["score"], "imagenet": info["imagenet"],
+                         "keywords": info["keywords"], "outline": outlines.get(label, [])})
     side = settings.cell_size
     manifest = {
         "version": 1, "count": len(items), "rows": rows, "cols": cols, "cell": side,
         "width": cols * side, "height": rows * side, "tileSize": TILE_SIZE,
         "maxZoom": levels - 1, "shardSize": SHARD_SIZE, "background": settings.background,
-        "fields": fields, "clusters": sorted(clusters, key=lambda c: -c["size"]),
+        "fields": fields, "clusters": clusters,
     }
     atomic_write_json(data_dir / "manifest.json", manifest)
+
+
+def _similar_items(ws: Workspace, index_of: dict[str, int]) -> dict[str, list]:
+    """Per image id: [[item index, cosine], ...] of its most similar images."""
+    ids, _ = load_layout(ws)
+    neighbours, scores = load_neighbours(ws)
+    id_list = ids.tolist()
+    out = {}
+    for row, image_id in enumerate(id_list):
+        out[image_id] = [[index_of[id_list[j]], round(float(sc), 3)]
+                         for j, sc in zip(neighbours[row], scores[row], strict=True)
+                         if j >= 0 and id_list[j] in index_of]
+    return out
+
+
+def _link_thumbs(ws: Workspace, thumbs_dir: Path, items: list[dict]) -> None:
+    """The gallery and "more like this" show the 256 px thumbnails (hard links)."""
+    thumbs_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        _link(ws.thumb_path(item["content_hash"]), thumbs_dir / f"{item['content_hash']}.jpg")
+
+
+def _link(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _link_images(images_dir: Path, items: list[dict]) -> None:
     """Hard-link each original into the site (copy across file systems); never move it."""
     images_dir.mkdir(parents=True, exist_ok=True)
     for item in items:
-        target = images_dir / _image_name(item)
-        try:
-            os.link(item["file"], target)
-        except OSError:
-            shutil.copy2(item["file"], target)
+        _link(Path(item["file"]), images_dir / _image_name(item))
 
 
 def _display_name(item: dict) -> str:
@@ -169,5 +212,5 @@ def _hex_to_rgb(colour: str) -> list[int]:
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
-STAGE = Stage(name="tiles", depends=("grid", "cluster"),
+STAGE = Stage(name="tiles", depends=("grid", "cluster", "similar"), version=2,
               params=("cell_size", "tile_quality", "background"), run=run)

@@ -67,12 +67,13 @@
       const dl = document.getElementById("detail-meta");
       dl.replaceChildren();
       const rows = Object.assign({ file: it.file, cluster: it.cluster < 0 ? "none" :
-        "Cluster " + (it.cluster + 1) }, it.meta);
+        (it.clusterName || "Cluster " + it.cluster) }, it.meta);
       for (const [key, value] of Object.entries(rows)) {
         const dt = document.createElement("dt"); dt.textContent = key;
         const dd = document.createElement("dd"); dd.textContent = value;
         dl.append(dt, dd);
       }
+      showSimilar(it);
       panel.hidden = false;
       panel.dataset.index = index;
       return it;
@@ -109,12 +110,86 @@
     });
   }
 
+  // Thumbnails that select (and fly to) the image they show.
+  function thumbnail(index, title) {
+    const img = document.createElement("img");
+    img.dataset.index = index;
+    img.alt = title || "";
+    item(index).then((it) => { img.src = it.thumb; img.title = it.title; });
+    img.addEventListener("click", () => select(index, true));
+    return img;
+  }
+
+  function showSimilar(it) {
+    const grid = document.getElementById("similar-grid");
+    grid.replaceChildren(...it.similar.map(([index, score]) => {
+      const img = thumbnail(index);
+      img.dataset.score = score;
+      return img;
+    }));
+  }
+
+  function clusterBounds(cluster) {
+    const m = state.manifest, z = m.maxZoom, map = state.map;
+    const points = cluster.outline.flat().map(([r, c]) =>
+      map.unproject([c * m.cell, r * m.cell], z));
+    return L.latLngBounds(points);
+  }
+
+  function highlightCluster(cluster) {
+    if (state.highlight) state.highlight.remove();
+    const m = state.manifest, z = m.maxZoom, map = state.map;
+    const rings = cluster.outline.map((ring) => ring.map(([r, c]) =>
+      map.unproject([c * m.cell, r * m.cell], z)));
+    state.highlight = L.polygon(rings, { color: "#fbbc04", weight: 3, fillOpacity: 0.05,
+      interactive: false }).addTo(map);
+    map.flyToBounds(clusterBounds(cluster), { duration: 0.6, padding: [20, 20] });
+    document.querySelectorAll("#cluster-list li").forEach((li) =>
+      li.classList.toggle("active", Number(li.dataset.cluster) === cluster.id));
+  }
+
+  function openGallery(cluster) {
+    fetchJSON("data/clusters/" + cluster.id + ".json").then((members) => {
+      document.getElementById("gallery-title").textContent =
+        cluster.label + " (" + cluster.size + " images)";
+      const grid = document.getElementById("gallery-grid");
+      grid.replaceChildren(...members.slice(0, 400).map((index) => thumbnail(index)));
+      document.getElementById("gallery").hidden = false;
+    });
+  }
+
+  function clusterPanel() {
+    const list = document.getElementById("cluster-list");
+    document.getElementById("cluster-count").textContent =
+      "(" + state.manifest.clusters.length + ")";
+    for (const cluster of state.manifest.clusters) {
+      const li = document.createElement("li");
+      li.dataset.cluster = cluster.id;
+      li.title = "named from " + cluster.provenance + "; score " + cluster.score;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = cluster.label + " ";
+      const size = document.createElement("span");
+      size.className = "size";
+      size.textContent = cluster.size;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "gallery-button";
+      button.textContent = "gallery";
+      button.addEventListener("click", (e) => { e.stopPropagation(); openGallery(cluster); });
+      li.append(name, size, button);
+      li.addEventListener("click", () => highlightCluster(cluster));
+      list.append(li);
+    }
+  }
+
   function clusterLayer() {
     const m = state.manifest, z = m.maxZoom, map = state.map;
     const layer = L.layerGroup();
     for (const c of m.clusters) {
       const rings = c.outline.map((ring) => ring.map(([r, col]) =>
         map.unproject([col * m.cell, r * m.cell], z)));
+      if (!rings.length) continue;
       L.polygon(rings, { color: "#8ab4f8", weight: 2, fillOpacity: 0.08 })
         .bindTooltip(c.label + " (" + c.size + ")", { sticky: true })
         .addTo(layer);
@@ -158,9 +233,13 @@
     document.getElementById("close-details").addEventListener("click", () => {
       document.getElementById("details").hidden = true;
     });
+    document.getElementById("close-gallery").addEventListener("click", () => {
+      document.getElementById("gallery").hidden = true;
+    });
+    clusterPanel();
     document.getElementById("status").textContent =
       manifest.count.toLocaleString() + " images, " + manifest.clusters.length + " clusters";
-    window.postermap = { map, state, select, runSearch };
+    window.postermap = { map, state, select, runSearch, highlightCluster, openGallery };
     document.body.dataset.ready = "true";
   }
 

@@ -1,7 +1,6 @@
 import numpy as np
 
 from postermap.outlines import cluster_outlines, region_rings
-from postermap.stages.cluster import cluster_layout
 
 
 def _area(ring):
@@ -37,14 +36,3 @@ def test_cluster_outlines_skip_noise():
     labels = np.array([[0, 0, -1], [1, -1, -1]])
     out = cluster_outlines(labels)
     assert set(out) == {0, 1}
-
-
-def test_dbscan_finds_blobs_and_numbers_them_by_size():
-    rng = np.random.default_rng(0)
-    big = rng.normal(0, 0.3, size=(200, 2))
-    small = rng.normal(10, 0.3, size=(60, 2))
-    far = np.array([[5.0, -8.0]])
-    labels = cluster_layout(np.vstack([small, big, far]), eps=0.8, min_samples=5)
-    assert set(labels[60:260]) == {0}
-    assert set(labels[:60]) == {1}
-    assert labels[-1] == -1

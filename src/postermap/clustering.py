@@ -1,0 +1,173 @@
+"""Finding, scoring and naming the visual tropes of a collection.
+
+* :func:`find_clusters` — DBSCAN (as the founding run) or HDBSCAN (fast-hdbscan), in the
+  2-D layout or in the embedding space (PCA-50). Labels are renumbered by size; noise -1.
+* :func:`describe_clusters` — per cluster: size, CNN cohesion, colour cohesion, and an
+  interestingness score that ranks semantic tropes above colour-only groups.
+* :func:`imagenet_names` / :func:`title_keywords` — automatic names from the model's
+  ImageNet classes and from the titles (TF-IDF against the whole collection).
+
+Interestingness: for each cluster, cohesion is the mean cosine similarity of members to
+their centroid, for CNN features and for hue/saturation histograms, each rescaled so 0 is
+what a random set of images of the collection scores and 1 is identical members. A group
+held together by colour scores high on both; a semantic trope (the same motif in many
+palettes) scores high on CNN cohesion only. ``score = (cnn - colour) * log(1 + size)``,
+so a big semantic trope ranks first and a colour-only group last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterInfo:
+    """What the viewer, the CLI table and clusters.csv show about one cluster."""
+
+    id: int
+    size: int
+    cnn_cohesion: float
+    colour_cohesion: float
+    score: float
+    name: str = ""
+    provenance: str = ""
+    imagenet: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+
+
+def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
+                  min_samples: int = 8, min_cluster_size: int = 10, seed: int = 0
+                  ) -> np.ndarray:
+    """Cluster labels (0.. by decreasing size, -1 noise) for ``points`` (N x D).
+
+    For DBSCAN, ``eps`` is in units of the mean spacing between points: points are scaled
+    to the unit cube (aspect kept) and the radius is ``eps / N**(1/D)``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if method == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        lo = points.min(axis=0)
+        span = float((points.max(axis=0) - lo).max()) or 1.0
+        scaled = (points - lo) / span
+        radius = eps / len(points) ** (1.0 / points.shape[1])
+        labels = DBSCAN(eps=radius, min_samples=min_samples).fit_predict(scaled)
+    elif method == "hdbscan":
+        import fast_hdbscan
+
+        labels = fast_hdbscan.HDBSCAN(min_cluster_size=min_cluster_size,
+                                      min_samples=min_samples,
+                                      reproducible=True).fit_predict(points)
+    else:
+        raise ValueError(f"unknown clustering method {method!r}; use dbscan or hdbscan")
+    return renumber_by_size(labels)
+
+
+def renumber_by_size(labels: np.ndarray) -> np.ndarray:
+    """Labels 0.. by decreasing size (ties: first appearance), noise stays -1."""
+    labels = np.asarray(labels)
+    found = labels[labels >= 0]
+    if len(found) == 0:
+        return np.full(len(labels), -1, dtype=np.int32)
+    uniq, first, sizes = np.unique(found, return_index=True, return_counts=True)
+    order = np.lexsort((first, -sizes))
+    rank = {int(uniq[o]): r for r, o in enumerate(order)}
+    return np.array([rank.get(int(v), -1) if v >= 0 else -1 for v in labels], dtype=np.int32)
+
+
+def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarray,
+                      seed: int = 0) -> list[ClusterInfo]:
+    """Size, cohesions and interestingness of every cluster, ranked best first."""
+    f = _unit(features)
+    c = _unit(np.sqrt(np.maximum(colour, 0)))  # Hellinger: cosine of sqrt histograms
+    base_f, base_c = _random_cohesion(f, seed), _random_cohesion(c, seed)
+    out = []
+    for label in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = np.nonzero(labels == label)[0]
+        if len(members) == 0:
+            continue
+        cnn = _rescale(_cohesion(f[members]), base_f)
+        col = _rescale(_cohesion(c[members]), base_c)
+        score = (cnn - col) * math.log1p(len(members))
+        out.append(ClusterInfo(label, len(members), round(cnn, 4), round(col, 4),
+                               round(score, 4)))
+    return sorted(out, key=lambda info: (-info.score, info.id))
+
+
+def imagenet_names(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
+                   top: int = 3) -> dict[int, list[str]]:
+    """Per cluster, the classes with the highest mean probability over its members."""
+    out = {}
+    for label in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = labels == label
+        if not members.any():
+            continue
+        mean = probabilities[members].mean(axis=0)
+        out[label] = [class_names[i] for i in np.argsort(-mean)[:top]]
+    return out
+
+
+def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[int, list[str]]:
+    """Per cluster, the title words most distinctive against the whole collection (TF-IDF
+    of the cluster's concatenated titles, IDF over clusters); empty without titles."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    n = int(labels.max()) + 1 if len(labels) else 0
+    docs = [" ".join(t for t, lab in zip(titles, labels, strict=True) if lab == k and t)
+            for k in range(n)]
+    if not any(docs):
+        return {}
+    vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b[^\W\d_]{3,}\b", stop_words="english",
+                                 sublinear_tf=True)
+    try:
+        matrix = vectorizer.fit_transform(docs)
+    except ValueError:  # every document empty after stop words
+        return {}
+    vocab = np.array(vectorizer.get_feature_names_out())
+    out = {}
+    for k in range(n):
+        row = matrix[k].toarray().ravel()
+        best = [i for i in np.argsort(-row)[:top] if row[i] > 0]
+        if best:
+            out[k] = vocab[best].tolist()
+    return out
+
+
+def auto_name(imagenet: list[str], keywords: list[str]) -> tuple[str, str]:
+    """(name, provenance): title keywords when the collection has titles, else classes."""
+    if keywords:
+        return ", ".join(keywords), "titles (TF-IDF)"
+    if imagenet:
+        return ", ".join(imagenet), "ImageNet classes"
+    return "", ""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _cohesion(unit_rows: np.ndarray) -> float:
+    """Mean cosine similarity of rows to their (normalised) centroid."""
+    centroid = unit_rows.mean(axis=0)
+    centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+    return float((unit_rows @ centroid).mean())
+
+
+def _random_cohesion(unit_rows: np.ndarray, seed: int, size: int = 50, draws: int = 20
+                     ) -> float:
+    rng = np.random.default_rng(seed)
+    size = min(size, len(unit_rows))
+    return float(np.mean([_cohesion(unit_rows[rng.choice(len(unit_rows), size,
+                                                         replace=False)])
+                          for _ in range(draws)]))
+
+
+def _rescale(value: float, baseline: float) -> float:
+    return (value - baseline) / max(1.0 - baseline, 1e-6)
