@@ -61,12 +61,14 @@ def _setting_options(func):
         click.option("--cluster-method", type=click.Choice(["hdbscan", "dbscan"]),
                      help="Clustering algorithm."),
         click.option("--cluster-space", type=click.Choice(["layout", "embedding"]),
-                     help="Cluster the 2-D layout or the embedding space (PCA-50)."),
+                     help="Cluster the 2-D layout or the embedding space (PCA-30)."),
         click.option("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster."),
         click.option("--near-cosine", type=float,
                      help="CNN cosine similarity that confirms a near duplicate."),
         click.option("--near-phash", type=int,
                      help="Most perceptual-hash bits a near duplicate may differ in."),
+        click.option("--keep-near-duplicates", is_flag=True, default=None,
+                     help="Flag near duplicates but keep them on the map."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -186,8 +188,6 @@ for _name, _doc in [
 @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
 @click.option("--report", is_flag=True,
               help="Also write WORKSPACE/report/clean.html and clean.csv.")
-@click.option("--keep-near-duplicates", is_flag=True, default=None,
-              help="Flag near duplicates but keep them on the map.")
 @_setting_options
 @_user_errors
 def clean(workspace: Path, force: bool, report: bool, config_path: Path | None,

@@ -1,7 +1,7 @@
 """Finding, scoring and naming the visual tropes of a collection.
 
 * :func:`find_clusters` — DBSCAN (as the founding run) or HDBSCAN (fast-hdbscan), in the
-  2-D layout or in the embedding space (PCA-50). Labels are renumbered by size; noise -1.
+  2-D layout or in the embedding space (PCA-30). Labels are renumbered by size; noise -1.
 * :func:`describe_clusters` — per cluster: size, CNN cohesion, colour cohesion, and an
   interestingness score that ranks semantic tropes above colour-only groups.
 * :func:`imagenet_names` / :func:`title_keywords` — automatic names from the model's

@@ -54,7 +54,7 @@ class Settings:
     grid_exact_max: int = 2000  #: above this many images the scalable solver is used
     # cluster
     cluster_method: str = "hdbscan"  #: "hdbscan" (fast-hdbscan) or "dbscan"
-    cluster_space: str = "layout"  #: "layout" (2-D t-SNE) or "embedding" (PCA-50)
+    cluster_space: str = "layout"  #: "layout" (2-D t-SNE) or "embedding" (PCA-30)
     min_cluster_size: int = 10  #: HDBSCAN's smallest cluster
     #: DBSCAN radius in units of the mean spacing between images (1/sqrt(N) of the
     #: unit-square layout), so one value suits 300 and 169,000 images alike

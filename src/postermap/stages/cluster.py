@@ -1,7 +1,7 @@
 """Cluster: find the visual tropes, score, name and curate them.
 
 Clusters are found in the 2-D layout (where the map's visible groups live) or in the
-embedding space (PCA-50), with HDBSCAN (default) or DBSCAN; see :mod:`postermap.clustering`
+embedding space (PCA-30), with HDBSCAN (default) or DBSCAN; see :mod:`postermap.clustering`
 for the scoring and naming, :mod:`postermap.curation` for ``clusters.toml``.
 Outputs: ``tables/cluster.parquet`` (id, cluster, cluster_name), ``clusters.json`` (ranked
 cluster list), ``clusters.csv`` (id, cluster, name, score) and, the first time,
@@ -42,6 +42,10 @@ from postermap.workspace import Workspace, atomic_write_table, atomic_write_text
 
 log = logging.getLogger(__name__)
 
+#: PCA dimensions of the "embedding" clustering space: fast-hdbscan's exact k-d tree path
+#: handles up to 30 dimensions (above, it needs an approximate kNN graph from pynndescent).
+EMBEDDING_DIMS = 30
+
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, xy = load_layout(ws)
@@ -52,8 +56,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         from sklearn.decomposition import PCA
 
         unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        space = PCA(n_components=min(50, *unit.shape), random_state=settings.seed
-                    ).fit_transform(unit)
+        space = PCA(n_components=min(EMBEDDING_DIMS, *unit.shape),
+                    random_state=settings.seed).fit_transform(unit)
     labels = find_clusters(space, settings.cluster_method, eps=settings.dbscan_eps,
                            min_samples=settings.dbscan_min_samples,
                            min_cluster_size=settings.min_cluster_size, seed=settings.seed)
