@@ -46,18 +46,28 @@ def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
                   ) -> np.ndarray:
     """Cluster labels (0.. by decreasing size, -1 noise) for ``points`` (N x D).
 
-    For DBSCAN, ``eps`` is in units of the mean spacing between points: points are scaled
-    to the unit cube (aspect kept) and the radius is ``eps / N**(1/D)``.
+    For DBSCAN, ``eps`` is relative, so one value suits any N: in the 2-D layout it is in
+    units of the mean spacing between points (points scaled to the unit square, aspect
+    kept, radius ``eps / sqrt(N)``); in a higher-dimensional space, where volume-based
+    spacing means little, in units of the median distance to the ``min_samples``-th
+    neighbour.
     """
     points = np.asarray(points, dtype=np.float64)
     if method == "dbscan":
         from sklearn.cluster import DBSCAN
 
-        lo = points.min(axis=0)
-        span = float((points.max(axis=0) - lo).max()) or 1.0
-        scaled = (points - lo) / span
-        radius = eps / len(points) ** (1.0 / points.shape[1])
-        labels = DBSCAN(eps=radius, min_samples=min_samples).fit_predict(scaled)
+        if points.shape[1] == 2:
+            lo = points.min(axis=0)
+            span = float((points.max(axis=0) - lo).max()) or 1.0
+            points = (points - lo) / span
+            radius = eps / math.sqrt(len(points))
+        else:
+            from sklearn.neighbors import NearestNeighbors
+
+            k = min(min_samples, len(points) - 1)
+            distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+            radius = eps * float(np.median(distances[:, -1]))
+        labels = DBSCAN(eps=radius, min_samples=min_samples).fit_predict(points)
     elif method == "hdbscan":
         import fast_hdbscan
 
