@@ -63,6 +63,8 @@ def _setting_options(func):
         click.option("--cluster-space", type=click.Choice(["layout", "embedding"]),
                      help="Cluster the 2-D layout or the embedding space (PCA-30)."),
         click.option("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster."),
+        click.option("--hdbscan-selection", type=click.Choice(["leaf", "eom"]),
+                     help="HDBSCAN cluster selection (leaf: tight tropes)."),
         click.option("--near-cosine", type=float,
                      help="CNN cosine similarity that confirms a near duplicate."),
         click.option("--near-phash", type=int,

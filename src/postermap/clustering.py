@@ -42,15 +42,18 @@ class ClusterInfo:
 
 
 def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
-                  min_samples: int = 8, min_cluster_size: int = 10, seed: int = 0
-                  ) -> np.ndarray:
+                  min_samples: int = 8, min_cluster_size: int = 10, selection: str = "leaf",
+                  seed: int = 0) -> np.ndarray:
     """Cluster labels (0.. by decreasing size, -1 noise) for ``points`` (N x D).
 
     For DBSCAN, ``eps`` is relative, so one value suits any N: in the 2-D layout it is in
     units of the mean spacing between points (points scaled to the unit square, aspect
     kept, radius ``eps / sqrt(N)``); in a higher-dimensional space, where volume-based
     spacing means little, in units of the median distance to the ``min_samples``-th
-    neighbour.
+    neighbour. For HDBSCAN, ``selection="leaf"`` keeps the tight groups (tropes) that the
+    default "excess of mass" merges into a few large regions: on the planted-trope set
+    (benchmarks/clusters.py) leaf finds each trope at recall 0.93, purity 0.96, where eom
+    returns three clusters.
     """
     points = np.asarray(points, dtype=np.float64)
     if method == "dbscan":
@@ -73,6 +76,7 @@ def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
 
         labels = fast_hdbscan.HDBSCAN(min_cluster_size=min_cluster_size,
                                       min_samples=min_samples,
+                                      cluster_selection_method=selection,
                                       reproducible=True).fit_predict(points)
     else:
         raise ValueError(f"unknown clustering method {method!r}; use dbscan or hdbscan")

@@ -56,6 +56,8 @@ class Settings:
     cluster_method: str = "hdbscan"  #: "hdbscan" (fast-hdbscan) or "dbscan"
     cluster_space: str = "layout"  #: "layout" (2-D t-SNE) or "embedding" (PCA-30)
     min_cluster_size: int = 10  #: HDBSCAN's smallest cluster
+    #: HDBSCAN cluster selection: "leaf" (many tight tropes) or "eom" (fewer, larger groups)
+    hdbscan_selection: str = "leaf"
     #: DBSCAN radius in units of the mean spacing between images (1/sqrt(N) of the
     #: unit-square layout), so one value suits 300 and 169,000 images alike
     dbscan_eps: float = 1.0
@@ -81,6 +83,9 @@ class Settings:
         if self.cluster_method not in ("hdbscan", "dbscan"):
             raise SettingsError(f"cluster_method must be hdbscan or dbscan, got "
                                 f"{self.cluster_method!r}")
+        if self.hdbscan_selection not in ("leaf", "eom"):
+            raise SettingsError(f"hdbscan_selection must be leaf or eom, got "
+                                f"{self.hdbscan_selection!r}")
         if self.cluster_space not in ("layout", "embedding"):
             raise SettingsError(f"cluster_space must be layout or embedding, got "
                                 f"{self.cluster_space!r}")

@@ -19,9 +19,10 @@ def test_renumber_by_size_keeps_noise():
 def test_both_methods_find_separated_blobs(method):
     rng = np.random.default_rng(0)
     points = np.vstack([rng.normal(0, 0.2, (120, 2)), rng.normal(5, 0.2, (60, 2))])
-    labels = find_clusters(points, method, eps=1.0, min_samples=5, min_cluster_size=10)
+    kwargs = {"eps": 1.0, "min_samples": 5, "min_cluster_size": 10, "selection": "eom"}
+    labels = find_clusters(points, method, **kwargs)
     assert set(labels[:120]) == {0} and set(labels[120:]) == {1}
-    again = find_clusters(points, method, eps=1.0, min_samples=5, min_cluster_size=10)
+    again = find_clusters(points, method, **kwargs)
     assert np.array_equal(labels, again)
 
 

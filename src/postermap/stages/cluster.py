@@ -60,7 +60,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
                     random_state=settings.seed).fit_transform(unit)
     labels = find_clusters(space, settings.cluster_method, eps=settings.dbscan_eps,
                            min_samples=settings.dbscan_min_samples,
-                           min_cluster_size=settings.min_cluster_size, seed=settings.seed)
+                           min_cluster_size=settings.min_cluster_size,
+                           selection=settings.hdbscan_selection, seed=settings.seed)
     id_list = ids.tolist()
     labels = apply_curation(labels, id_list, read_curation(ws.root / FILE_NAME))
     ingest = {r["id"]: r for r in read_table(ws, "ingest").select(
@@ -127,5 +128,5 @@ def _clusters_csv(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) 
 
 STAGE = Stage(name="cluster", depends=("reduce",),
               params=("cluster_method", "cluster_space", "dbscan_eps", "dbscan_min_samples",
-                      "min_cluster_size", "model", "seed"),
+                      "min_cluster_size", "hdbscan_selection", "model", "seed"),
               run=run, version=2, input_fingerprint=curation_fingerprint)
