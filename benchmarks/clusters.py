@@ -65,7 +65,7 @@ def spaces(ws: Workspace) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]
 
 
 def label_all(space: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
-    return {(m, s): find_clusters(space[s], m, eps=1.0, min_samples=8, min_cluster_size=10,
+    return {(m, s, sel): find_clusters(space[s], m, eps=1.0, min_samples=8, min_cluster_size=10,
                                   selection=sel)
             for m, s, sel in VARIANTS}
 

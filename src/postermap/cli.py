@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -162,67 +163,54 @@ def ingest(source: Path, workspace: Path, metadata: Path | None, force: bool,
     run_stage(ws, settings, stage_by_name("ingest"), force=force)
 
 
-def _stage_command(name: str, doc: str) -> None:
-    @main.command(name=name, help=doc)
-    @click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
-    @_setting_options
+def _clean_report(ws: Workspace) -> Path:
+    from postermap.clean_report import write_clean_report
+
+    return write_clean_report(ws)
+
+
+def _seam_report(ws: Workspace) -> Path:
+    from postermap.stages.grid import write_seam_report
+
+    return write_seam_report(ws)
+
+
+def _stage_command(name: str, doc: str,
+                   report: tuple[str, Callable[[Workspace], Path]] | None = None) -> None:
+    """``postermap NAME WORKSPACE``: run one stage (and, if it has one, write its report)."""
+
     @_user_errors
-    def command(workspace: Path, force: bool, config_path: Path | None, **overrides) -> None:
+    def command(workspace: Path, force: bool, config_path: Path | None, report_flag=False,
+                **overrides) -> None:
         ws = Workspace(workspace)
         settings = _settings(ws, config_path, **overrides)
         save_settings(ws, settings)
         run_stage(ws, settings, stage_by_name(name), force=force)
+        if report_flag and report is not None:
+            click.echo(str(report[1](ws)))
+
+    command = _setting_options(command)
+    if report is not None:
+        command = click.option("--report", "report_flag", is_flag=True, help=report[0])(command)
+    command = click.option("--force", is_flag=True,
+                           help="Run even if the stage is up to date.")(command)
+    command = click.argument("workspace", type=click.Path(exists=True, file_okay=False,
+                                                          path_type=Path))(command)
+    main.command(name=name, help=doc)(command)
 
 
-for _name, _doc in [
-    ("embed", "Compute CNN features for every image on the map."),
-    ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE)."),
-    ("cluster", "Find, score and name clusters (applies clusters.toml)."),
-    ("similar", "Index the embeddings and store every image's 20 most similar images."),
-    ("tiles", "Render the tile pyramid and write the viewer site."),
+for _name, _doc, _report in [
+    ("embed", "Compute CNN features for every distinct readable image.", None),
+    ("clean", "Flag exact and near duplicates and boring images (applies overrides.toml).",
+     ("Also write WORKSPACE/report/clean.html and clean.csv.", _clean_report)),
+    ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE).", None),
+    ("grid", "Snap the 2-D layout onto a gapless grid.",
+     ("Also write WORKSPACE/report/grid-seams.png (distortion per cell).", _seam_report)),
+    ("cluster", "Find, score and name clusters (applies clusters.toml).", None),
+    ("similar", "Index the embeddings and store every image's 20 most similar images.", None),
+    ("tiles", "Render the tile pyramid and write the viewer site.", None),
 ]:
-    _stage_command(_name, _doc)
-
-
-@main.command()
-@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
-@click.option("--report", is_flag=True,
-              help="Also write WORKSPACE/report/clean.html and clean.csv.")
-@_setting_options
-@_user_errors
-def clean(workspace: Path, force: bool, report: bool, config_path: Path | None,
-          **overrides) -> None:
-    """Flag exact and near duplicates and boring images (applies overrides.toml)."""
-    from postermap.clean_report import write_clean_report
-
-    ws = Workspace(workspace)
-    settings = _settings(ws, config_path, **overrides)
-    save_settings(ws, settings)
-    run_stage(ws, settings, stage_by_name("clean"), force=force)
-    if report:
-        click.echo(str(write_clean_report(ws)))
-
-
-@main.command()
-@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
-@click.option("--report", is_flag=True,
-              help="Also write WORKSPACE/report/grid-seams.png (distortion per cell).")
-@_setting_options
-@_user_errors
-def grid(workspace: Path, force: bool, report: bool, config_path: Path | None,
-         **overrides) -> None:
-    """Snap the 2-D layout onto a gapless grid."""
-    from postermap.stages.grid import write_seam_report
-
-    ws = Workspace(workspace)
-    settings = _settings(ws, config_path, **overrides)
-    save_settings(ws, settings)
-    run_stage(ws, settings, stage_by_name("grid"), force=force)
-    if report:
-        click.echo(str(write_seam_report(ws)))
+    _stage_command(_name, _doc, _report)
 
 
 @main.command()

@@ -19,6 +19,22 @@ class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use; the message says which and why."""
 
 
+def read_toml(path: Path, allowed: set[str] | None = None) -> dict[str, Any]:
+    """A user-edited TOML file as a dict ({} if missing), with errors that name the file."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+    unknown = set(data) - allowed if allowed is not None else set()
+    if unknown:
+        raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                            f"expected: {', '.join(sorted(allowed))}")
+    return data
+
+
 @dataclass(frozen=True)
 class Settings:
     """All knobs of a run, with the defaults the embedded demo uses."""
@@ -128,9 +144,6 @@ class Settings:
         """Defaults (or ``base``), then a TOML file, then explicit overrides (None = unset)."""
         values = dataclasses.asdict(base) if base is not None else {}
         if toml_path is not None:
-            try:
-                values.update(tomllib.loads(Path(toml_path).read_text()))
-            except tomllib.TOMLDecodeError as err:
-                raise SettingsError(f"{toml_path}: not valid TOML: {err}") from err
+            values.update(read_toml(toml_path))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values, origin=str(toml_path or "settings"))

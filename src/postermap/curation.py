@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from postermap.config import SettingsError
+from postermap.config import SettingsError, read_toml
 from postermap.workspace import atomic_write_text
 
 if TYPE_CHECKING:
@@ -52,16 +51,7 @@ class Curation:
 
 def read_curation(path: Path) -> Curation:
     """Parse and validate ``clusters.toml`` (missing file = no edits)."""
-    if not path.exists():
-        return Curation()
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"{path}: not valid TOML: {err}") from err
-    unknown_top = set(data) - {"clusters"}
-    if unknown_top:
-        raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown_top))}; "
-                            f"edits go in [clusters.N] sections")
+    data = read_toml(path, allowed={"clusters"})
     curation = Curation()
     for key, edits in data.get("clusters", {}).items():
         if not key.lstrip("-").isdigit() or not isinstance(edits, dict):

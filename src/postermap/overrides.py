@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from postermap.config import SettingsError
+from postermap.config import SettingsError, read_toml
 
 if TYPE_CHECKING:
     from postermap.config import Settings
@@ -39,16 +38,7 @@ class Overrides:
 
 def read_overrides(ws: Workspace) -> Overrides:
     path = ws.root / FILE_NAME
-    if not path.exists():
-        return Overrides()
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"{path}: not valid TOML: {err}") from err
-    unknown = set(data) - {"keep", "drop"}
-    if unknown:
-        raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                            f"use 'keep' and 'drop' (lists of ids)")
+    data = read_toml(path, allowed={"keep", "drop"})
     lists = {}
     for key in ("keep", "drop"):
         value = data.get(key, [])
