@@ -1,0 +1,26 @@
+"""The ONNX Runtime path gives the same features as PyTorch on real images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from postermap.embedders.efficientnet_lite import EXPORT_TOLERANCE, EfficientNetLite0
+from postermap.images import load_image
+
+pytestmark = pytest.mark.integration
+
+
+def test_onnx_features_match_torch(emoji_images):
+    model = EfficientNetLite0(backend="onnx")
+    assert model._session is not None
+    paths = sorted(emoji_images.glob("*.png"))[::400][:8]
+    batch = np.stack([model.preprocess(load_image(p)) for p in paths])
+    onnx, torch = model.embed(batch), model.embed_torch(batch)
+    assert onnx.shape == (len(paths), 1280)
+    assert np.abs(onnx - torch).max() < EXPORT_TOLERANCE
+    # and they are real features: different images differ, the same image agrees
+    cos = (onnx / np.linalg.norm(onnx, axis=1, keepdims=True)) @ (
+        torch / np.linalg.norm(torch, axis=1, keepdims=True)).T
+    assert np.allclose(np.diag(cos), 1.0, atol=1e-5)
+    assert cos[~np.eye(len(paths), dtype=bool)].max() < 0.99
