@@ -18,6 +18,7 @@ Every request is counted per path (``hits``), so tests can assert retries and no
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -115,7 +116,14 @@ class FaultServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # clients hang up on purpose (oversized and truncated bodies); that is the
+                # test, not a server failure worth a traceback on stderr
+                if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+                    super().handle_error(request, client_address)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
