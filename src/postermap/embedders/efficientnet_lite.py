@@ -55,8 +55,9 @@ class EfficientNetLite0:
             self.model = EfficientNet.from_pretrained("efficientnet-lite0",
                                                       weights_path=str(self.weights))
         log.debug("efficientnet-lite0: %s", chatter.getvalue().strip())
+        # Note: never call model.set_swish(): in this package it replaces the Lite models'
+        # ReLU6 with swish, silently giving different (wrong) features.
         self.model.eval()
-        self.model.set_swish(memory_efficient=False)  # exportable; same values
         self.threads = threads or os.cpu_count() or 1
         self.backend = backend or os.environ.get("POSTERMAP_EMBED_BACKEND", "onnx")
         self._session = self._onnx_session() if self.backend == "onnx" else None
@@ -101,7 +102,7 @@ class EfficientNetLite0:
     def _exported_model(self) -> Path:
         """The verified ONNX export (made once per weights file and torch version)."""
         torch = self._torch
-        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v1".encode())
+        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v2".encode())
         cache = Path(os.environ.get("POSTERMAP_CACHE", Path.home() / ".cache" / "postermap"))
         path = cache / f"efficientnet-lite0-{key.hexdigest()[:12]}.onnx"
         if path.exists():

@@ -70,7 +70,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         raise RuntimeError("embed: ingest found no readable image to embed")
     shard_dir = ws.embed_dir / "shards"
     shards = [ids[i:i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
-    key = f"{settings.model}:{settings.thumb_size}"
+    key = f"{settings.model}:{settings.thumb_size}:v{STAGE.version}"
     shard_paths = [shard_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
     todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not p.exists()]
     if len(todo) < len(shards):
@@ -123,4 +123,4 @@ def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
-STAGE = Stage(name="embed", depends=("ingest",), params=("model",), run=run)
+STAGE = Stage(name="embed", depends=("ingest",), params=("model",), run=run, version=2)

@@ -208,7 +208,8 @@
                                   map.unproject([manifest.width, 0], z));
     L.tileLayer("tiles/{z}/{y}/{x}.jpg", { tileSize: manifest.tileSize, minZoom: 0,
       maxNativeZoom: z, maxZoom: z + 2, noWrap: true, bounds: bounds }).addTo(map);
-    map.fitBounds(bounds);
+    // leave room for the toolbar on the right so the whole map is visible at first
+    map.fitBounds(bounds, { paddingTopLeft: [20, 20], paddingBottomRight: [330, 20] });
     map.setMaxBounds(bounds.pad(0.5));
 
     map.on("mousemove", (e) => showHover(cellAt(e.latlng), e.containerPoint));
