@@ -39,8 +39,8 @@ from postermap.cli import main as cli  # noqa: E402
 from postermap.clustering import describe_clusters, find_clusters  # noqa: E402
 from postermap.datasets import fetch_emoji  # noqa: E402
 from postermap.stages.cluster import EMBEDDING_DIMS  # noqa: E402
+from postermap.stages.neighbours import Projection, build_index, nearest, normalise  # noqa: E402
 from postermap.stages.reduce import features_for, load_layout  # noqa: E402
-from postermap.stages.similar import Projection, build_index, nearest, normalise  # noqa: E402
 from postermap.workspace import Workspace  # noqa: E402
 
 VARIANTS = [("dbscan", s, "leaf") for s in ("layout", "embedding")] + [

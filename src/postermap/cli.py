@@ -126,7 +126,7 @@ def main(verbose: int) -> None:
 @click.option("-o", "--output", "workspace", required=True,
               type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.")
 @click.option("--until", type=click.Choice(["ingest", "embed", "clean", "reduce", "grid",
-              "cluster", "similar", "tiles"]), help="Stop after this stage.")
+              "cluster", "neighbours", "tiles"]), help="Stop after this stage.")
 @_source_options
 @_setting_options
 @_user_errors
@@ -207,7 +207,7 @@ for _name, _doc, _report in [
     ("grid", "Snap the 2-D layout onto a gapless grid.",
      ("Also write WORKSPACE/report/grid-seams.png (distortion per cell).", _seam_report)),
     ("cluster", "Find, score and name clusters (applies clusters.toml).", None),
-    ("similar", "Index the embeddings and store every image's 20 most similar images.", None),
+    ("neighbours", "Index the embeddings and store every image's 20 most similar images.", None),
     ("tiles", "Render the tile pyramid and write the viewer site.", None),
 ]:
     _stage_command(_name, _doc, _report)
@@ -265,7 +265,7 @@ def similar(image: str, workspace: Path, k: int) -> None:
     from postermap.images import ImageLoadError
 
     ws = Workspace(workspace)
-    if not (ws.root / "similar" / "index.bin").exists():
+    if not (ws.root / "neighbours" / "index.bin").exists():
         raise click.ClickException(f"{ws.root} has no similarity index: run 'postermap run'")
     try:
         if Path(image).is_file():

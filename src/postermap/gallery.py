@@ -75,7 +75,7 @@ def cluster_table_rows(ws: Workspace) -> list[tuple[int, str, int, float, str]]:
 
 def similar_for_id(ws: Workspace, image_id: str, k: int) -> list[tuple[str, float]]:
     """The k most similar images on the map to an image on the map."""
-    from postermap.stages.similar import load_neighbours
+    from postermap.stages.neighbours import load_neighbours
 
     ids, _ = load_layout(ws)
     id_list = ids.tolist()
@@ -94,7 +94,7 @@ def similar_for_file(ws: Workspace, path: Path, model: str, thumb_size: int, k: 
     finds it with similarity ~1."""
     from postermap.embedders import get_embedder
     from postermap.images import load_image, make_thumbnail
-    from postermap.stages.similar import query
+    from postermap.stages.neighbours import query
 
     embedder = get_embedder(model)
     image = load_image(make_thumbnail(load_image(path), thumb_size))

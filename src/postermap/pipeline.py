@@ -51,10 +51,10 @@ class StageOrderError(RuntimeError):
 
 def stages() -> list[Stage]:
     """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
-    from postermap.stages import clean, cluster, embed, grid, ingest, reduce, similar, tiles
+    from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
 
     return [ingest.STAGE, embed.STAGE, clean.STAGE, reduce.STAGE, grid.STAGE, cluster.STAGE,
-            similar.STAGE, tiles.STAGE]
+            neighbours.STAGE, tiles.STAGE]
 
 
 def stage_by_name(name: str) -> Stage:

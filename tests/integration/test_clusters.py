@@ -62,7 +62,7 @@ def test_similar_neighbours_share_categories(emoji_run):
     import numpy as np
 
     ids = np.load(ws.root / "layout_ids.npy").tolist()
-    neighbours = np.load(ws.root / "similar" / "neighbours.npy")
+    neighbours = np.load(ws.root / "neighbours" / "neighbours.npy")
     category = {r["id"]: r["category"] for r in pq.read_table(ws.catalog_path).to_pylist()}
     same = np.mean([category[ids[i]] == category[ids[j]]
                     for i in range(len(ids)) for j in neighbours[i][:5]])

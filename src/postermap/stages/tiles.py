@@ -31,8 +31,8 @@ from postermap.outlines import cluster_outlines
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
 from postermap.stages.cluster import load_clusters
+from postermap.stages.neighbours import load_neighbours
 from postermap.stages.reduce import load_layout
-from postermap.stages.similar import load_neighbours
 from postermap.workspace import Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -212,5 +212,5 @@ def _hex_to_rgb(colour: str) -> list[int]:
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
-STAGE = Stage(name="tiles", depends=("grid", "cluster", "similar"), version=2,
+STAGE = Stage(name="tiles", depends=("grid", "cluster", "neighbours"), version=2,
               params=("cell_size", "tile_quality", "background"), run=run)

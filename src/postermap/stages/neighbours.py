@@ -1,12 +1,12 @@
-"""Similar: the ``k`` most similar images of every image on the map ("more like this").
+"""Neighbours: the ``k`` most similar images of every image on the map ("more like this").
 
 Neighbours are searched in the CNN embedding space, not on the grid, so an image's look-
 alikes are found even where the grid put them far apart. The L2-normalised features are
 projected to ``SIMILAR_DIMS`` principal components (re-normalised) and indexed with
-hnswlib (cosine); the projection and the index are kept in ``similar/`` so
+hnswlib (cosine); the projection and the index are kept in ``neighbours/`` so
 ``postermap similar`` can answer for an image that is not in the collection.
-Outputs: ``similar/neighbours.npy`` (N x k row numbers into ``layout_ids.npy``, best
-first), ``similar/scores.npy`` (cosine), ``similar/index.bin``, ``similar/projection.npz``.
+Outputs: ``neighbours/neighbours.npy`` (N x k row numbers into ``layout_ids.npy``, best
+first), ``neighbours/scores.npy`` (cosine), ``neighbours/index.bin``, ``neighbours/projection.npz``.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         row, sim = labels[i][keep][:k - 1], scores[i][keep][:k - 1]
         neighbours[i, :len(row)] = row
         sims[i, :len(sim)] = sim
-    out = ws.root / "similar"
+    out = ws.root / "neighbours"
     out.mkdir(exist_ok=True)
     projection.save(out / "projection.npz")
     with atomic_path(out / "index.bin") as tmp:
@@ -108,20 +108,20 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
 
 
 def load_neighbours(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(ws.root / "similar" / "neighbours.npy"), np.load(
-        ws.root / "similar" / "scores.npy")
+    return np.load(ws.root / "neighbours" / "neighbours.npy"), np.load(
+        ws.root / "neighbours" / "scores.npy")
 
 
 def query(ws: Workspace, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Nearest images on the map (row numbers into layout_ids) for raw feature vectors."""
     import hnswlib
 
-    projection = Projection.load(ws.root / "similar" / "projection.npz")
+    projection = Projection.load(ws.root / "neighbours" / "projection.npz")
     vectors = projection(features)
     index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
-    index.load_index(str(ws.root / "similar" / "index.bin"))
+    index.load_index(str(ws.root / "neighbours" / "index.bin"))
     index.set_ef(max(100, k))
     return nearest(index, vectors, k)
 
 
-STAGE = Stage(name="similar", depends=("reduce",), params=("seed",), run=run)
+STAGE = Stage(name="neighbours", depends=("reduce",), params=("seed",), run=run)
