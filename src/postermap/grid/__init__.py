@@ -70,7 +70,7 @@ METHODS = ("auto", "exact", "blocks", "flas")
 
 
 def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, method: str = "auto",
-                   exact_max: int = 2000, blocks_max: int = 20_000, block_size: int = 1024,
+                   exact_max: int = 2000, blocks_max: int = 10_000, block_size: int = 1024,
                    window: int | None = None, max_passes: int | None = None,
                    tol: float = 1e-4, seed: int = 0, workers: int = 1) -> np.ndarray:
     """Assign every point to a distinct cell of a ``rows`` x ``cols`` grid.
