@@ -46,9 +46,15 @@ def _user_errors(func):
     return wrapper
 
 
+def _apply(options: list, func):
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _setting_options(func):
     """Options shared by ``run`` and the stage commands; unset ones keep their value."""
-    options = [
+    return _apply([
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
                      path_type=Path), help="TOML file of settings (see README)."),
         click.option("--workers", type=int, help="Processes for decoding images."),
@@ -72,15 +78,12 @@ def _setting_options(func):
                      help="Most perceptual-hash bits a near duplicate may differ in."),
         click.option("--keep-near-duplicates", is_flag=True, default=None,
                      help="Flag near duplicates but keep them on the map."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ], func)
 
 
 def _source_options(func):
     """Options of commands that read a source (``run``, ``ingest``)."""
-    options = [
+    return _apply([
         click.option("--metadata", type=click.Path(exists=True, dir_okay=False,
                      path_type=Path),
                      help="CSV with a 'filename' column (default: SOURCE/metadata.csv)."),
@@ -94,10 +97,7 @@ def _source_options(func):
         click.option("--max-bytes", type=int, help="Largest download accepted, bytes."),
         click.option("--retry-failed", is_flag=True, default=None,
                      help="Re-run: try transient download failures again."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ], func)
 
 
 SOURCE = click.Path(exists=True, path_type=Path)
