@@ -106,12 +106,21 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def make_thumbnail(image: Image.Image, size: int) -> bytes:
-    """JPEG bytes of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
+def shrink(image: Image.Image, size: int) -> Image.Image:
+    """A copy of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return thumb
+
+
+def make_thumbnail(image: Image.Image, size: int) -> bytes:
+    """JPEG bytes of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
+    return encode_jpeg(shrink(image, size))
+
+
+def encode_jpeg(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    thumb.save(out, format="JPEG", quality=90, optimize=False)
+    image.save(out, format="JPEG", quality=90, optimize=False)
     return out.getvalue()
 
 
@@ -144,11 +153,16 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 
 
 #: Version of :func:`image_stats`; part of ingest's part digests so a change re-inspects.
-STATS_VERSION = 4
+STATS_VERSION = 5
 
 
-def image_stats(image: Image.Image) -> dict[str, float | str]:
+def image_stats(image: Image.Image, full: Image.Image | None = None
+                ) -> dict[str, float | str]:
     """Cheap measurements the clean stage judges "boring" images and near duplicates by.
+
+    ``image`` may be the thumbnail (every measure but ``row_repeat`` works on small copies
+    anyway, and shrinking once is cheaper than five times); ``full`` is the full-resolution
+    image for ``row_repeat`` (default: ``image``). At ingest this halves the time per image.
 
     * ``phash``: 64-bit perceptual hash (imagehash) of the image with uniform borders
       trimmed, so a letterboxed copy hashes like its original.
@@ -175,14 +189,14 @@ def image_stats(image: Image.Image) -> dict[str, float | str]:
     small = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR))
     quantised = (small >> 3).reshape(-1, 3).astype(np.int32)
     colours = len(np.unique(quantised[:, 0] * 1024 + quantised[:, 1] * 32 + quantised[:, 2]))
-    full = np.asarray(gray, dtype=np.int16)
+    full_gray = np.asarray((full or image).convert("L"), dtype=np.int16)
     return {
         "phash": str(imagehash.phash(trim_borders(image))),
         "gray_std": float(g64.std()),
         "detail": float(_laplacian(g64).mean()),
         "edge_p99": float(np.percentile(_laplacian(g128), 99)),
         "colours": float(colours),
-        "row_repeat": float((_repeat_share(full) + _repeat_share(full.T)) / 2),
+        "row_repeat": float((_repeat_share(full_gray) + _repeat_share(full_gray.T)) / 2),
         "colour_hist": colour_histogram(image),
     }
 

@@ -24,10 +24,11 @@ from postermap.images import (
     STATS_VERSION,
     ImageLoadError,
     content_hash,
+    encode_jpeg,
     image_stats,
     load_image,
-    make_thumbnail,
     pixel_hash,
+    shrink,
 )
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
@@ -65,12 +66,13 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
     except ImageLoadError as err:
         record.update(status="corrupt", reason=str(err))
         return record
+    small = shrink(image, thumb_size)
     record.update(width=image.width, height=image.height,
                   format=path.suffix.lower().lstrip("."), pixel_hash=pixel_hash(image),
-                  **image_stats(image))
+                  **image_stats(small, full=image))
     thumb = thumbs_dir / chash[:2] / f"{chash}.jpg"
     if not thumb.exists():
-        atomic_write_bytes(thumb, make_thumbnail(image, thumb_size))
+        atomic_write_bytes(thumb, encode_jpeg(small))
     return record
 
 
