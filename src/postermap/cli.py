@@ -19,6 +19,7 @@ from postermap.config import Settings, SettingsError
 from postermap.datasets import DatasetError, fetch_emoji
 from postermap.manifest import ManifestError
 from postermap.pipeline import (
+    NothingToMapError,
     StageOrderError,
     load_settings,
     run_pipeline,
@@ -29,7 +30,7 @@ from postermap.pipeline import (
 from postermap.progress import console
 from postermap.workspace import Workspace
 
-USER_ERRORS = (SettingsError, StageOrderError, DatasetError, ManifestError)
+USER_ERRORS = (SettingsError, StageOrderError, DatasetError, ManifestError, NothingToMapError)
 
 
 def _user_errors(func):

@@ -49,6 +49,10 @@ class StageOrderError(RuntimeError):
     """A stage was asked to run before the stages it reads from."""
 
 
+class NothingToMapError(ValueError):
+    """The collection has too few usable images for the stage (a user error, not a bug)."""
+
+
 def stages() -> list[Stage]:
     """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
     from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles

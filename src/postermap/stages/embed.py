@@ -23,7 +23,7 @@ from postermap.catalog import read_table
 from postermap.config import Settings
 from postermap.embedders import Embedder, get_embedder
 from postermap.images import load_image
-from postermap.pipeline import Stage, StageOutcome
+from postermap.pipeline import NothingToMapError, Stage, StageOutcome
 from postermap.progress import progress_bar
 from postermap.workspace import Workspace, atomic_save_npy
 
@@ -67,7 +67,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ingest = read_table(ws, "ingest").select(["status", "content_hash"]).to_pylist()
     ids = sorted({row["content_hash"] for row in ingest if row["status"] == "ok"})
     if not ids:
-        raise RuntimeError("embed: ingest found no readable image to embed")
+        raise NothingToMapError(f"none of the {len(ingest)} input files is a readable image; "
+                                f"their reasons are in {ws.catalog_path}")
     shard_dir = ws.embed_dir / "shards"
     shards = [ids[i:i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
     key = f"{settings.model}:{settings.thumb_size}:v{STAGE.version}"

@@ -15,11 +15,13 @@ import pyarrow as pa
 
 from postermap.catalog import ok_ids, read_table
 from postermap.config import Settings
-from postermap.pipeline import Stage, StageOutcome
+from postermap.pipeline import NothingToMapError, Stage, StageOutcome
 from postermap.stages.embed import load_embeddings
 from postermap.workspace import Workspace, atomic_save_npy, atomic_write_table
 
 log = logging.getLogger(__name__)
+
+MIN_IMAGES = 5
 
 
 def reduce_to_2d(features: np.ndarray, pca_dims: int, perplexity: float, seed: int,
@@ -31,8 +33,10 @@ def reduce_to_2d(features: np.ndarray, pca_dims: int, perplexity: float, seed: i
     x = np.asarray(features, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     n = len(x)
-    if n < 5:
-        raise ValueError(f"need at least 5 images for a layout, got {n}")
+    if n < MIN_IMAGES:
+        raise NothingToMapError(f"a map needs at least {MIN_IMAGES} images, and only {n} are "
+                                f"left after cleaning (statuses and reasons in catalog.parquet; "
+                                f"overrides.toml can keep flagged ones)")
     dims = min(pca_dims, n - 1, x.shape[1])
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(x)
     # openTSNE requires 3 * perplexity < N; keep tiny test sets valid.
