@@ -55,8 +55,3 @@ def ok_ids(ws: Workspace) -> list[str]:
     table = read_table(ws, "clean")
     mask = pc.equal(table["status"], "ok")
     return sorted(table.filter(mask)["id"].to_pylist())
-
-
-def status_counts(table: pa.Table) -> dict[str, int]:
-    counts = table.group_by("status").aggregate([("id", "count")]).to_pylist()
-    return {row["status"]: row["id_count"] for row in sorted(counts, key=lambda r: r["status"])}

@@ -84,8 +84,9 @@ def nearest(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, _ = load_layout(ws)
-    projection = Projection.fit(normalise(features_for(ws, ids)), SIMILAR_DIMS, settings.seed)
-    vectors = projection(features_for(ws, ids))
+    features = features_for(ws, ids)
+    projection = Projection.fit(normalise(features), SIMILAR_DIMS, settings.seed)
+    vectors = projection(features)
     index = build_index(vectors, settings.seed)
     k = min(NEIGHBOURS + 1, len(ids))
     labels, scores = nearest(index, vectors, k)
