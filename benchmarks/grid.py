@@ -3,7 +3,9 @@
     python benchmarks/grid.py                # the full table (exact 10k takes minutes)
     python benchmarks/grid.py --quick        # 2k/5k and 50k only
 
-Ours runs with workers=2 (this machine's cores); FLAS is single-threaded. Peak memory is
+Ours runs with workers=2 (this machine's cores; only the exact block/window solves use
+them); FLAS is single-threaded. Above 10k ours is FLAS + pair swaps, so "ours vs FLAS" is
+the gain the swap refinement buys and what it costs in time. Peak memory is
 what tracemalloc sees in this process (numpy and Python allocations; a worker process's
 own window is ~8 MB more). Cost = sum of squared distances between each point (min-max
 normalised per axis) and its cell centre. Every ratio is against a baseline run in the
@@ -25,6 +27,7 @@ from postermap.grid import assign_to_grid, grid_cost, grid_shape, normalise_poin
 from postermap.grid.exact import assign_exact
 from postermap.grid.flas import flas_arrangement, strip_layout
 from postermap.grid.quality import distance_preservation_quality
+from postermap.grid.swaps import refine_swaps
 
 log = logging.getLogger("benchmarks.grid")
 
@@ -64,9 +67,12 @@ def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[
                                     rows, cols)
         ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0, workers=2)
         strips = strip_layout(normalise_points(xy), rows, cols)
+        flas, t_flas, _ = measure(assign_to_grid, xy, rows, cols, method="flas")
         c_exact = grid_cost(xy, exact, rows, cols)
         row = {"set": name, "n": len(xy), "exact_s": t_exact, "ours_s": t_ours,
                "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
+               "flas_swaps_s": t_flas,
+               "flas_swaps_vs_exact": grid_cost(xy, flas, rows, cols) / c_exact,
                "strip_vs_exact": grid_cost(xy, strips, rows, cols) / c_exact}
         if features is not None:
             row["dpq16_ours"] = dpq_window(features, ours, rows, cols)
@@ -107,6 +113,9 @@ def main() -> None:
     parser.add_argument("--scale-only", action="store_true", help="skip the exact solves")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with timed() as t:  # numba compiles (or loads from its disk cache) the swap sweep once
+        refine_swaps(np.random.default_rng(0).random((4, 2)), np.arange(4), 2, 2)
+    print(f"swap refinement compile/load: {t['seconds']:.2f} s")
     sizes = [2000, 5000] if args.quick else [2000, 5000, 10_000]
     sets = [(f"tsne-{n}", tsne_layout(n), gaussian_mixture(n)) for n in sizes]
     if not args.quick:

@@ -65,6 +65,26 @@ def test_flas_method_is_valid_deterministic_and_beats_plain_flas():
     assert grid_cost(xy, a, rows, cols) < 0.8 * grid_cost(xy, strips, rows, cols)
 
 
+def test_pair_swaps_fix_a_crossed_pair_and_never_raise_the_cost():
+    from postermap.grid.swaps import refine_swaps, swap_offsets
+
+    rows, cols = 3, 4
+    cells = np.arange(10)  # two holes at the end of the last row
+    points = np.stack([(cells % cols + 0.5) / cols, (cells // cols + 0.5) / rows], axis=1)
+    crossed = cells.copy()
+    crossed[[1, 6]] = crossed[[6, 1]]
+    assert np.array_equal(refine_swaps(points, crossed, rows, cols, radius=2), cells)
+
+    xy = clustered(2000, seed=3)
+    rows, cols = grid_shape(len(xy), 1.4)
+    start = strip_layout(normalise_points(xy), rows, cols)
+    for radius in (2, 4):  # radius 1 cannot improve strips: rows and columns are sorted
+        out = refine_swaps(normalise_points(xy), start, rows, cols, radius=radius)
+        assert sorted(out.tolist()) == list(range(len(xy)))
+        assert grid_cost(xy, out, rows, cols) < 0.9 * grid_cost(xy, start, rows, cols)
+    assert len(swap_offsets(1)) == 2 and len(swap_offsets(2)) == 6
+
+
 def test_parallel_workers_give_the_same_result():
     xy = clustered(6000, seed=5)
     rows, cols = grid_shape(len(xy))
