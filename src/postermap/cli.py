@@ -59,6 +59,10 @@ def _setting_options(func):
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
                      path_type=Path), help="TOML file of settings (see README)."),
         click.option("--workers", type=int, help="Processes for decoding images."),
+        click.option("--ray", "ray", metavar="auto|local|ADDRESS",
+                     help="Run decode, embedding and tile rendering as Ray tasks: 'auto' "
+                          "joins this machine's cluster (or RAY_ADDRESS), 'local' starts "
+                          "one here, or give an address. Needs postermap[ray]."),
         click.option("--model", help="Embedding model (default efficientnet-lite0)."),
         click.option("--batch-size", type=int, help="Images per model batch."),
         click.option("--perplexity", type=float, help="t-SNE perplexity."),

@@ -54,6 +54,10 @@ class Settings:
     max_pixels: int = 120_000_000  #: refuse to decode larger images (decompression bombs)
     thumb_size: int = 256  #: longest side of the stored thumbnail every later stage reads
     workers: int = 2  #: processes decoding images
+    #: run decode/embed/tile rendering as Ray tasks: "auto" (this machine's cluster or
+    #: RAY_ADDRESS), "local" (a private instance), or an address; None = local processes.
+    #: Results are identical either way, so no stage's fingerprint includes it.
+    ray: str | None = None
     # clean
     near_cosine: float = 0.88  #: CNN cosine similarity needed to confirm a near duplicate
     near_phash: int = 26  #: ... together with at most this many differing phash bits
@@ -124,7 +128,9 @@ class Settings:
         return {name: getattr(self, name) for name in names}
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes``; ``ray=None`` clears it, other ``None`` values are unset."""
+        kept = {k: v for k, v in changes.items() if v is not None or k == "ray"}
+        return dataclasses.replace(self, **kept)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -127,7 +127,9 @@ def run_pipeline(ws: Workspace, settings: Settings, until: str | None = None) ->
 
 
 def save_settings(ws: Workspace, settings: Settings) -> None:
-    atomic_write_text(ws.settings_path, settings.to_json())
+    """Remember the map's settings for later stage commands. Where the work ran (``ray``)
+    is a choice per invocation, not a property of the map, so it is not kept."""
+    atomic_write_text(ws.settings_path, settings.replace(ray=None).to_json())
 
 
 def load_settings(ws: Workspace) -> Settings:

@@ -26,10 +26,10 @@ class Embedder(Protocol):
         """float32 NCHW batch -> float32 (N, dim) penultimate-layer features."""
 
 
-_FACTORIES: dict[str, Callable[[], Embedder]] = {}
+_FACTORIES: dict[str, Callable[..., Embedder]] = {}
 
 
-def register(name: str, factory: Callable[[], Embedder]) -> None:
+def register(name: str, factory: Callable[..., Embedder]) -> None:
     _FACTORIES[name] = factory
 
 
@@ -38,11 +38,12 @@ def available() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_embedder(name: str) -> Embedder:
+def get_embedder(name: str, threads: int | None = None) -> Embedder:
+    """A ready model; ``threads`` caps its intra-op threads (default: all cores)."""
     _load_builtin()
     if name not in _FACTORIES:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
-    return _FACTORIES[name]()
+    return _FACTORIES[name](threads=threads)
 
 
 def _load_builtin() -> None:

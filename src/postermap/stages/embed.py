@@ -25,6 +25,7 @@ from postermap.embedders import Embedder, get_embedder
 from postermap.images import load_image
 from postermap.pipeline import NothingToMapError, Stage, StageOutcome
 from postermap.progress import progress_bar
+from postermap.runner import make_runner
 from postermap.workspace import Workspace, atomic_save_npy
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,46 @@ def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers:
     return out
 
 
+#: One embedder per worker process of a distributed run, kept between shards.
+_WORKER_EMBEDDERS: dict[str, Embedder] = {}
+
+
+def embed_shard(model: str, paths: list[Path], batch_size: int) -> np.ndarray:
+    """Features of one shard, decoding in this process: the unit of a Ray task.
+
+    The model is loaded once per worker process and reused; it runs on the CPUs Ray gave
+    the task (one), so a cluster scales by running more tasks, not more threads.
+    """
+    embedder = _WORKER_EMBEDDERS.get(model)
+    if embedder is None:
+        embedder = _WORKER_EMBEDDERS[model] = get_embedder(model, threads=1)
+    out = np.empty((len(paths), embedder.dim), dtype=np.float32)
+    for start in range(0, len(paths), batch_size):
+        batch = np.stack([embedder.preprocess(load_image(p))
+                          for p in paths[start:start + batch_size]])
+        out[start:start + len(batch)] = embedder.embed(batch)
+    return out
+
+
+def _embed_todo(ws: Workspace, settings: Settings, todo: list[tuple[list[str], Path]],
+                advance) -> None:
+    """Compute and save the missing shards, on Ray tasks or here."""
+    paths = [[ws.thumb_path(h) for h in shard_ids] for shard_ids, _ in todo]
+    if settings.ray:
+        with make_runner(settings.ray, settings.workers) as runner:
+            results = runner.map(embed_shard, [settings.model] * len(todo), paths,
+                                 [settings.batch_size] * len(todo))
+            for (_, path), features in zip(todo, results, strict=True):
+                atomic_save_npy(path, features)
+                advance(len(features))
+        return
+    embedder = get_embedder(settings.model) if todo else None
+    for shard_paths, (_, path) in zip(paths, todo, strict=True):
+        features = embed_paths(shard_paths, embedder, settings.batch_size, settings.workers,
+                               on_batch=advance)
+        atomic_save_npy(path, features)
+
+
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ingest = read_table(ws, "ingest").select(["status", "content_hash"]).to_pylist()
     ids = sorted({row["content_hash"] for row in ingest if row["status"] == "ok"})
@@ -77,16 +118,10 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     if len(todo) < len(shards):
         log.info("embed: resuming, %d of %d shards already done", len(shards) - len(todo),
                  len(shards))
-    embedder = get_embedder(settings.model) if todo else None
-    computed = 0
+    computed = sum(len(s) for s, _ in todo)
     with progress_bar() as bar:
-        task = bar.add_task(f"embed ({settings.model})", total=sum(len(s) for s, _ in todo))
-        for shard_ids, path in todo:
-            paths = [ws.thumb_path(h) for h in shard_ids]
-            features = embed_paths(paths, embedder, settings.batch_size, settings.workers,
-                                   on_batch=lambda n: bar.advance(task, n))
-            atomic_save_npy(path, features)
-            computed += len(shard_ids)
+        task = bar.add_task(f"embed ({settings.model})", total=computed)
+        _embed_todo(ws, settings, todo, lambda n: bar.advance(task, n))
     dim = np.load(shard_paths[0], mmap_mode="r").shape[1]
     merged = np.lib.format.open_memmap(ws.embed_dir / ".tmp-embeddings.npy", mode="w+",
                                        dtype=np.float32, shape=(len(ids), dim))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ from postermap.images import (
 )
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
+from postermap.runner import Runner, make_runner
 from postermap.sources import IngestError, SourceItem, collect_items, source_fingerprint
 from postermap.workspace import Workspace, atomic_path, atomic_write_bytes, atomic_write_table
 
@@ -88,10 +88,10 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         log.info("ingest: resuming, %d of %d parts already done", len(parts) - len(todo),
                  len(parts))
     n_todo = sum(len(part) for part, _ in todo)
-    with ProcessPoolExecutor(max_workers=settings.workers) as pool:
+    with make_runner(settings.ray, settings.workers) as runner:
         records = iter(())
         if todo:
-            records = _inspect_all(pool, [item for part, _ in todo for item in part], ws,
+            records = _inspect_all(runner, [item for part, _ in todo for item in part], ws,
                                    settings)
         progress = track(records, n_todo, "ingest")
         for part, part_path in todo:
@@ -139,11 +139,11 @@ def _build_table(items: list[SourceItem], inspected: dict[str, dict]) -> pa.Tabl
     return table
 
 
-def _inspect_all(pool: ProcessPoolExecutor, items: list[SourceItem], ws: Workspace,
+def _inspect_all(runner: Runner, items: list[SourceItem], ws: Workspace,
                  settings: Settings):
     n = len(items)
-    chunk = max(1, min(64, n // (4 * settings.workers) or 1))
-    return pool.map(inspect_file, [i.local for i in items], [i.path for i in items],
+    chunk = 64 if runner.distributed else max(1, min(64, n // (4 * settings.workers) or 1))
+    return runner.map(inspect_file, [i.local for i in items], [i.path for i in items],
                     [ws.thumbs_dir] * n, [settings.max_pixels] * n, [settings.thumb_size] * n,
                     chunksize=chunk)
 

@@ -30,6 +30,7 @@ from postermap.config import Settings
 from postermap.outlines import cluster_outlines
 from postermap.pipeline import Stage, StageOutcome
 from postermap.progress import track
+from postermap.runner import make_runner
 from postermap.stages.cluster import load_clusters
 from postermap.stages.neighbours import load_neighbours
 from postermap.stages.reduce import load_layout
@@ -71,10 +72,11 @@ def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
     """Write a Google-layout tile pyramid of the grid mosaic with pyvips.
 
     The mosaic is built one grid row at a time: each row's thumbnails are joined and
-    written to an uncompressed ``.v`` strip in a temporary folder, so at most one row of
-    thumbnails is open at once (one lazy pyvips image per cell for the whole grid holds
-    ~170 KB each: 3.4 GB at 20k images). The strips are then joined, memory-mapped, and
-    ``dzsave`` streams the pyramid from them. Temporary disk: the raw mosaic
+    written to an uncompressed ``.v`` strip in a temporary folder by :func:`render_row`,
+    rows in parallel on the run's runner (local processes or Ray tasks), so at most one
+    row of thumbnails per worker is open at once (one lazy pyvips image per cell for the
+    whole grid holds ~170 KB each: 3.4 GB at 20k images). The strips are then joined,
+    memory-mapped, and ``dzsave`` streams the pyramid from them. Temporary disk: the raw mosaic
     (3 bytes per pixel; ~8 GB at 169k images of 128 px cells), removed afterwards.
 
     Returns the number of zoom levels (0 .. levels-1, the last at full resolution).
@@ -83,28 +85,18 @@ def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
 
     cell = settings.cell_size
     bg = _hex_to_rgb(settings.background)
-    blank = (pyvips.Image.black(cell, cell, bands=3) + bg).cast("uchar")
-    by_cell = {r["row"] * cols + r["col"]: r for r in items}
+    by_cell = {r["row"] * cols + r["col"]: str(ws.thumb_path(r["content_hash"]))
+               for r in items}
     strips_dir = out_dir.parent / ".tmp-strips"
     strips_dir.mkdir(parents=True, exist_ok=True)
     try:
-        strips = []
-        for row in track(range(rows), rows, "tiles: mosaic rows"):
-            cells = []
-            for col in range(cols):
-                item = by_cell.get(row * cols + col)
-                if item is None:
-                    cells.append(blank)
-                    continue
-                thumb = pyvips.Image.thumbnail(str(ws.thumb_path(item["content_hash"])),
-                                               cell, height=cell)
-                if thumb.bands != 3:
-                    thumb = thumb.colourspace("srgb")[:3]
-                cells.append(thumb.gravity("centre", cell, cell, extend="background",
-                                           background=bg))
-            path = strips_dir / f"row-{row:05d}.v"
-            pyvips.Image.arrayjoin(cells, across=cols).write_to_file(str(path))
-            strips.append(path)
+        strips = [strips_dir / f"row-{row:05d}.v" for row in range(rows)]
+        cells = [[by_cell.get(row * cols + col) for col in range(cols)] for row in range(rows)]
+        with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
+            done = runner.map(render_row, cells, [cell] * rows, [bg] * rows, strips,
+                              chunksize=4 if runner.distributed else 1)
+            for _ in track(done, rows, "tiles: mosaic rows"):
+                pass
         mosaic = pyvips.Image.arrayjoin([pyvips.Image.new_from_file(str(p), access="sequential")
                                          for p in strips], across=1)
         log.info("tiles: mosaic %dx%d px, writing pyramid", mosaic.width, mosaic.height)
@@ -114,6 +106,26 @@ def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
     finally:
         shutil.rmtree(strips_dir, ignore_errors=True)
     return len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
+
+
+def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) -> Path:
+    """Join one grid row's thumbnails, each fitted into a ``cell`` square on ``bg``, into
+    an uncompressed vips strip at ``out`` (``None`` = empty cell). A unit of parallel work:
+    it touches nothing but its own files."""
+    import pyvips
+
+    blank = (pyvips.Image.black(cell, cell, bands=3) + bg).cast("uchar")
+    tiles = []
+    for path in thumbs:
+        if path is None:
+            tiles.append(blank)
+            continue
+        thumb = pyvips.Image.thumbnail(path, cell, height=cell)
+        if thumb.bands != 3:
+            thumb = thumb.colourspace("srgb")[:3]
+        tiles.append(thumb.gravity("centre", cell, cell, extend="background", background=bg))
+    pyvips.Image.arrayjoin(tiles, across=len(thumbs)).write_to_file(str(out))
+    return out
 
 
 def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[str],
