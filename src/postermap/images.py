@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Ima
     Raises:
         ImageLoadError: with reason ``too_large``, ``truncated`` or ``undecodable``.
     """
+    return decode_image(source, max_pixels)[0]
+
+
+def decode_image(source: Path | bytes, max_pixels: int = 120_000_000,
+                 at_least: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Like :func:`load_image`, plus the file's own (width, height).
+
+    With ``at_least``, a JPEG is decoded at the smallest of 1/1, 1/2, 1/4, 1/8 scale whose
+    longer side still has ``at_least`` pixels (libjpeg's DCT scaling, ``Image.draft``):
+    a 2000x3000 poster wanted for a 256 px thumbnail decodes at 1/8 the pixels and several
+    times faster. The returned image is then smaller than the file's size.
+    """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
@@ -67,8 +80,12 @@ def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Ima
                         f"{max_pixels:,} (raise max_pixels if the image is genuine)",
                     )
                 image.seek(0)
+                if at_least is not None and image.format == "JPEG":
+                    scale = at_least / max(width, height)
+                    image.draft("RGB", (max(1, math.ceil(width * scale)),
+                                        max(1, math.ceil(height * scale))))
                 image.load()
-                return flatten_to_rgb(image)
+                return flatten_to_rgb(image), (width, height)
     except ImageLoadError:
         raise
     except DECODE_ERRORS as err:
@@ -93,9 +110,9 @@ def flatten_to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 
     return canvas.convert("RGB")
 
 
-def pixel_hash(image: Image.Image) -> str:
+def pixel_hash(image: Image.Image, prefix: str = "") -> str:
     """Hash of the decoded pixels, so PNG and lossless WebP of one picture compare equal."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(prefix.encode())
     digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()[:32]
@@ -109,7 +126,9 @@ def content_hash(data: bytes) -> str:
 def shrink(image: Image.Image, size: int) -> Image.Image:
     """A copy of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
     thumb = image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # Bicubic (Pillow's is a proper antialiasing filter when shrinking) costs 0.6 of
+    # Lanczos; the difference is invisible at thumbnail size and in the features.
+    thumb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return thumb
 
 
@@ -153,7 +172,7 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 
 
 #: Version of :func:`image_stats`; part of ingest's part digests so a change re-inspects.
-STATS_VERSION = 5
+STATS_VERSION = 6
 
 
 def image_stats(image: Image.Image, full: Image.Image | None = None
@@ -186,7 +205,8 @@ def image_stats(image: Image.Image, full: Image.Image | None = None
     # does not have at its own size
     side = min(128, image.width, image.height)
     g128 = np.asarray(gray.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32)
-    small = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR))
+    small_image = image.resize((32, 32), Image.Resampling.BILINEAR)
+    small = np.asarray(small_image)
     quantised = (small >> 3).reshape(-1, 3).astype(np.int32)
     colours = len(np.unique(quantised[:, 0] * 1024 + quantised[:, 1] * 32 + quantised[:, 2]))
     full_gray = np.asarray((full or image).convert("L"), dtype=np.int16)
@@ -194,16 +214,18 @@ def image_stats(image: Image.Image, full: Image.Image | None = None
         "phash": str(imagehash.phash(trim_borders(image))),
         "gray_std": float(g64.std()),
         "detail": float(_laplacian(g64).mean()),
-        "edge_p99": float(np.percentile(_laplacian(g128), 99)),
+        "edge_p99": float(np.percentile(_laplacian(g128), 99, method="linear")),
         "colours": float(colours),
         "row_repeat": float((_repeat_share(full_gray) + _repeat_share(full_gray.T)) / 2),
-        "colour_hist": colour_histogram(image),
+        "colour_hist": colour_histogram(small_image),
     }
 
 
 def colour_histogram(image: Image.Image) -> list[float]:
     """Hue x saturation histogram (12 x 4 bins) of a 32x32 copy, normalised to sum 1."""
-    hsv = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR).convert("HSV"))
+    if image.size != (32, 32):
+        image = image.resize((32, 32), Image.Resampling.BILINEAR)
+    hsv = np.asarray(image.convert("HSV"))
     hue = hsv[..., 0].astype(np.int32) * 12 // 256
     sat = hsv[..., 1].astype(np.int32) * 4 // 256
     counts = np.bincount((hue * 4 + sat).ravel(), minlength=48).astype(np.float32)

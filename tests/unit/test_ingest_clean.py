@@ -55,6 +55,33 @@ def test_exact_duplicates_by_bytes_and_by_pixels(tiny_folder, tmp_path):
     assert bmp["duplicate_of"] == rows["img02.png"]["id"]
 
 
+def test_large_jpegs_decode_reduced_and_pixel_twins_are_confirmed_in_full(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import draw_image
+
+    folder = tmp_path / "images"
+    big = draw_image(folder / "big.png", seed=3, size=(1200, 1800))
+    picture = Image.open(big)
+    big.unlink()
+    picture.save(folder / "poster.jpg", quality=90)
+    # same pixels, different bytes: the JPEG scan again, with a comment in the header
+    picture.save(folder / "poster_with_comment.jpg", quality=90, comment=b"scanned")
+    picture.save(folder / "poster_q70.jpg", quality=70)  # different pixels
+    ws, rows = _ingest_and_clean(folder, tmp_path / "ws")
+    original = rows["poster.jpg"]
+    assert (original["width"], original["height"]) == (1200, 1800)  # the file's size
+    with Image.open(ws.thumb_path(original["content_hash"])) as thumb:
+        assert max(thumb.size) == 256
+    twin = rows["poster_with_comment.jpg"]
+    assert twin["status"] == "duplicate" and twin["reason"] == "same_pixels"
+    assert twin["duplicate_of"] == original["id"]
+    assert not twin["pixel_hash"].startswith("~")  # confirmed at full resolution
+    assert rows["poster_q70.jpg"]["status"] != "duplicate"
+    assert rows["poster_q70.jpg"]["pixel_hash"].startswith("~")  # unique: never re-decoded
+    assert ws.read_marker("ingest")["counts"]["pixel_hashes_confirmed"] == 2
+
+
 def test_ids_are_content_hashes_and_unique(tiny_folder, tmp_path):
     _, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
     ids = [r["id"] for r in rows.values()]

@@ -23,6 +23,7 @@ from postermap.images import (
     STATS_VERSION,
     ImageLoadError,
     content_hash,
+    decode_image,
     encode_jpeg,
     image_stats,
     load_image,
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 __all__ = ["IngestError", "STAGE", "inspect_file", "run"]
 
 PART_SIZE = 512
+#: Prefix of a pixel hash taken from a reduced-scale JPEG decode (see _confirm_pixel_hashes).
+PROVISIONAL = "~"
 RECORD_FIELDS = ("source", "path", "file", "content_hash", "pixel_hash", "width", "height",
                  "format", "bytes", "status", "reason", "phash", "gray_std", "detail",
                  "edge_p99", "colours", "row_repeat", "colour_hist")
@@ -62,13 +65,17 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
         record.update(status="corrupt", reason="empty: file has zero bytes")
         return record
     try:
-        image = load_image(data, max_pixels=max_pixels)
+        image, (width, height) = decode_image(data, max_pixels=max_pixels,
+                                              at_least=thumb_size)
     except ImageLoadError as err:
         record.update(status="corrupt", reason=str(err))
         return record
     small = shrink(image, thumb_size)
-    record.update(width=image.width, height=image.height,
-                  format=path.suffix.lower().lstrip("."), pixel_hash=pixel_hash(image),
+    # A JPEG decoded at reduced scale gets a provisional pixel hash; run() confirms the
+    # rare collisions at full resolution.
+    reduced = image.size != (width, height)
+    record.update(width=width, height=height, format=path.suffix.lower().lstrip("."),
+                  pixel_hash=PROVISIONAL + pixel_hash(image) if reduced else pixel_hash(image),
                   **image_stats(small, full=image))
     thumb = thumbs_dir / chash[:2] / f"{chash}.jpg"
     if not thumb.exists():
@@ -105,6 +112,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     for part_path in part_paths:
         for record in pq.read_table(part_path).to_pylist():
             inspected[record["path"]] = record
+    counts["pixel_hashes_confirmed"] = _confirm_pixel_hashes(list(inspected.values()),
+                                                             settings.max_pixels)
     table = _build_table(items, inspected)
     atomic_write_table(ws.table_path("ingest"), table)
     statuses = table["status"].to_pylist()
@@ -113,6 +122,33 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     for row in table.filter(pc.equal(table["status"], "corrupt")).to_pylist():
         log.warning("corrupt image %s: %s", row["source"], row["reason"])
     return StageOutcome(counts=counts, items=n_todo)
+
+
+def _confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
+    """Replace provisional pixel hashes that collide with full-resolution ones.
+
+    Equal pixels decode to equal pixels at any DCT scale, so two files with the same full
+    pixels always share their provisional hash; the converse need not hold. Only files
+    whose provisional hash is shared by different bytes are decoded again in full; every
+    other provisional hash is unique and cannot mark a false duplicate. (A JPEG and a
+    lossless re-encode of its decoded pixels in another format are not matched here; the
+    clean stage still flags them as near duplicates.) Returns how many were decoded.
+    """
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        if record["status"] == "ok" and (record["pixel_hash"] or "").startswith(PROVISIONAL):
+            groups.setdefault(record["pixel_hash"], []).append(record)
+    decoded = 0
+    for members in groups.values():
+        if len({m["content_hash"] for m in members}) < 2:
+            continue
+        for member in members:
+            member["pixel_hash"] = pixel_hash(load_image(Path(member["file"]), max_pixels))
+            decoded += 1
+    if decoded:
+        log.info("ingest: %d reduced-scale pixel hashes collided; confirmed at full size",
+                 decoded)
+    return decoded
 
 
 def _build_table(items: list[SourceItem], inspected: dict[str, dict]) -> pa.Table:
