@@ -102,10 +102,7 @@ def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarr
     c = _unit(np.sqrt(np.maximum(colour, 0)))  # Hellinger: cosine of sqrt histograms
     base_f, base_c = _random_cohesion(f, seed), _random_cohesion(c, seed)
     out = []
-    for label in range(int(labels.max()) + 1 if len(labels) else 0):
-        members = np.nonzero(labels == label)[0]
-        if len(members) == 0:
-            continue
+    for label, members in cluster_members(labels):
         cnn = _rescale(_cohesion(f[members]), base_f)
         col = _rescale(_cohesion(c[members]), base_c)
         score = (cnn - col) * math.log1p(len(members))
@@ -114,14 +111,26 @@ def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarr
     return sorted(out, key=lambda info: (-info.score, info.id))
 
 
+def cluster_members(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(label, member indices in input order) for every label >= 0 that has members.
+
+    One stable sort instead of a ``labels == k`` scan per cluster: at 169k images and
+    thousands of leaf clusters, the scans alone took most of a minute.
+    """
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    found, starts = np.unique(ordered, return_index=True)
+    ends = np.append(starts[1:], len(ordered))
+    return [(int(k), order[a:b]) for k, a, b in zip(found, starts, ends, strict=True)
+            if k >= 0]
+
+
 def imagenet_names(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
                    top: int = 3) -> dict[int, list[str]]:
     """Per cluster, the classes with the highest mean probability over its members."""
     out = {}
-    for label in range(int(labels.max()) + 1 if len(labels) else 0):
-        members = labels == label
-        if not members.any():
-            continue
+    for label, members in cluster_members(labels):
         mean = probabilities[members].mean(axis=0)
         out[label] = [class_names[i] for i in np.argsort(-mean)[:top]]
     return out
@@ -132,9 +141,12 @@ def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[
     of the cluster's concatenated titles, IDF over clusters); empty without titles."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+    if len(titles) != len(labels):
+        raise ValueError(f"{len(titles)} titles for {len(labels)} labels")
     n = int(labels.max()) + 1 if len(labels) else 0
-    docs = [" ".join(t for t, lab in zip(titles, labels, strict=True) if lab == k and t)
-            for k in range(n)]
+    docs = [""] * n
+    for label, members in cluster_members(labels):
+        docs[label] = " ".join(titles[i] for i in members.tolist() if titles[i])
     if not any(docs):
         return {}
     vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b[^\W\d_]{3,}\b", stop_words="english",

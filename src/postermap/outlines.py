@@ -16,12 +16,21 @@ Point = tuple[int, int]
 
 
 def cluster_outlines(labels: np.ndarray) -> dict[int, list[list[Point]]]:
-    """Rings per cluster label (>= 0) of a ``rows x cols`` label grid (-1 = none)."""
+    """Rings per cluster label (>= 0) of a ``rows x cols`` label grid (-1 = none).
+
+    Each cluster is traced inside its own bounding box, so the work is proportional to
+    the clusters' areas rather than (clusters x grid size).
+    """
+    from postermap.clustering import cluster_members
+
+    cols = labels.shape[1]
     out: dict[int, list[list[Point]]] = {}
-    for label in np.unique(labels):
-        if label < 0:
-            continue
-        out[int(label)] = region_rings(labels == label)
+    for label, cells in cluster_members(labels.ravel()):
+        rows_of, cols_of = cells // cols, cells % cols
+        r0, c0 = int(rows_of.min()), int(cols_of.min())
+        box = labels[r0:int(rows_of.max()) + 1, c0:int(cols_of.max()) + 1]
+        out[label] = [[(r + r0, c + c0) for r, c in ring]
+                      for ring in region_rings(box == label)]
     return out
 
 
