@@ -74,9 +74,15 @@ def test_tiles_decode_and_cover_the_mosaic(emoji_run):
         with Image.open(tile) as image:
             image.load()
             assert image.size == (256, 256)
-    cells = json.loads((site / "data" / "cells.json").read_text())
-    assert len(cells) == manifest["rows"] * manifest["cols"]
-    assert sorted(i for i in cells if i >= 0) == list(range(manifest["count"]))
+    # item i of the viewer's shards sits in row-major cell i
+    items = json.loads((site / "data" / "items" / "00000.json").read_text())
+    assert [it["row"] * manifest["cols"] + it["col"] for it in items] == list(range(len(items)))
+    assert manifest["count"] <= manifest["rows"] * manifest["cols"]
+    outlines = json.loads((site / "data" / "outlines.json").read_text())
+    for cluster in manifest["clusters"]:
+        r0, c0, r1, c1 = cluster["box"]
+        corners = [p for ring in outlines[str(cluster["id"])] for p in ring]
+        assert all(r0 <= r <= r1 and c0 <= c <= c1 for r, c in corners)
 
 
 def test_rerun_does_no_work(emoji_run):

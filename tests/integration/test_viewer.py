@@ -110,12 +110,15 @@ def test_click_shows_details_with_the_full_image(page):
     assert page.get_attribute("#detail-link", "href").startswith("images/")
 
 
+OUTLINES = "document.querySelectorAll('path.leaflet-interactive').length"
+
+
 def test_cluster_outlines_toggle(page):
-    assert page.locator("path.leaflet-interactive").count() == 0
-    page.check("#toggle-clusters")
-    assert page.locator("path.leaflet-interactive").count() > 0
+    assert page.evaluate(OUTLINES) == 0
+    page.check("#toggle-clusters")  # outlines.json is fetched on first use
+    page.wait_for_function(f"{OUTLINES} > 0", timeout=5_000)
     page.uncheck("#toggle-clusters")
-    assert page.locator("path.leaflet-interactive").count() == 0
+    page.wait_for_function(f"{OUTLINES} === 0", timeout=5_000)
 
 
 FULLSCREEN = """document.fullscreenElement !== null
@@ -144,6 +147,7 @@ def test_cluster_panel_lists_clusters_and_moves_the_view(page):
                           " postermap.map.getZoom()]")
     assert after != before
     assert "active" in items.nth(0).get_attribute("class")
+    page.wait_for_function("!!postermap.state.highlight", timeout=5_000)  # its outline
     items.nth(0).locator(".gallery-button").click()
     page.wait_for_selector("#gallery:not([hidden]) #gallery-grid img", timeout=5_000)
     size = page.evaluate("postermap.state.manifest.clusters[0].size")

@@ -6,7 +6,7 @@ killed run leaves the previous site intact. Output (all relative, hostable anywh
     site/index.html, app.js, style.css, vendor/    the viewer (package data)
     site/tiles/{z}/{y}/{x}.jpg                      pyvips dzsave, Google layout
     site/data/manifest.json                         grid shape, zoom levels, clusters
-    site/data/cells.json                            per cell: item index or -1
+    site/data/outlines.json                         cluster outlines, loaded on first use
     site/data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
     site/data/search.json                           titles + file names, loaded on demand
     site/data/clusters/<n>.json                     item indices of cluster n (gallery)
@@ -131,12 +131,16 @@ def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) ->
 def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[str],
                 rows: int, cols: int, levels: int, settings: Settings) -> None:
     fields = [c for c in columns if c not in HIDDEN_COLUMNS]
-    cells = np.full(rows * cols, -1, dtype=np.int64)
+    # Items are numbered in row-major cell order and the grid fills the first N cells, so
+    # the item under cell (row, col) is simply row * cols + col: the viewer needs no
+    # per-cell index (at 1M images that index alone would be a 7 MB download).
+    cells = np.array([item["row"] * cols + item["col"] for item in items], dtype=np.int64)
+    if not np.array_equal(cells, np.arange(len(items))):
+        raise RuntimeError("grid cells are not the first N row-major cells; re-run `grid`")
     index_of = {item["id"]: index for index, item in enumerate(items)}
     similar = _similar_items(ws, index_of)
     details = []
-    for index, item in enumerate(items):
-        cells[item["row"] * cols + item["col"]] = index
+    for item in items:
         details.append({
             "id": item["id"], "title": item["title"], "file": _display_name(item),
             "image": f"images/{_image_name(item)}", "thumb": f"thumbs/{item['content_hash']}.jpg",
@@ -147,7 +151,6 @@ def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[
     for start in range(0, len(details), SHARD_SIZE):
         atomic_write_json(data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
                           details[start:start + SHARD_SIZE])
-    atomic_write_json(data_dir / "cells.json", cells.tolist())
     atomic_write_json(data_dir / "search.json",
                       [f"{d['title']}\t{d['file']}" for d in details])
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
@@ -164,7 +167,8 @@ def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[
         clusters.append({"id": label, "rank": rank + 1, "label": info["name"],
                          "provenance": info["provenance"], "size": info["size"],
                          "score": info["score"], "imagenet": info["imagenet"],
-                         "keywords": info["keywords"], "outline": outlines.get(label, [])})
+                         "keywords": info["keywords"], "box": _ring_box(outlines.get(label))})
+    atomic_write_json(data_dir / "outlines.json", {str(k): v for k, v in outlines.items()})
     side = settings.cell_size
     manifest = {
         "version": 1, "count": len(items), "rows": rows, "cols": cols, "cell": side,
@@ -173,6 +177,14 @@ def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[
         "fields": fields, "clusters": clusters,
     }
     atomic_write_json(data_dir / "manifest.json", manifest)
+
+
+def _ring_box(rings: list | None) -> list[int] | None:
+    """[row0, col0, row1, col1] corners around a cluster's rings (for "fit the view")."""
+    if not rings:
+        return None
+    corners = np.array([p for ring in rings for p in ring])
+    return [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()]
 
 
 def _similar_items(ws: Workspace, index_of: dict[str, int]) -> dict[str, list]:

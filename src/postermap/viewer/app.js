@@ -5,8 +5,8 @@
 (function () {
   "use strict";
 
-  const state = { manifest: null, cells: null, shards: new Map(), search: null,
-                  map: null, selection: null, clusterLayer: null };
+  const state = { manifest: null, shards: new Map(), search: null, outlines: null,
+                  map: null, selection: null, clusterLayer: null, highlighted: null };
 
   function fetchJSON(url) {
     return fetch(url).then((r) => {
@@ -38,7 +38,8 @@
     const p = state.map.project(latlng, m.maxZoom);
     const col = Math.floor(p.x / m.cell), row = Math.floor(p.y / m.cell);
     if (row < 0 || col < 0 || row >= m.rows || col >= m.cols) return -1;
-    return state.cells[row * m.cols + col];
+    const index = row * m.cols + col;  // items are numbered in row-major cell order
+    return index < m.count ? index : -1;
   }
 
   function showHover(index, point) {
@@ -129,23 +130,34 @@
     }));
   }
 
-  function clusterBounds(cluster) {
+  // Outlines of all clusters, fetched on first use (a few MB at a million images).
+  function outlines() {
+    if (!state.outlines) state.outlines = fetchJSON("data/outlines.json");
+    return state.outlines;
+  }
+
+  function toLatLngs(rings) {
     const m = state.manifest, z = m.maxZoom, map = state.map;
-    const points = cluster.outline.flat().map(([r, c]) =>
-      map.unproject([c * m.cell, r * m.cell], z));
-    return L.latLngBounds(points);
+    return rings.map((ring) => ring.map(([r, c]) => map.unproject([c * m.cell, r * m.cell], z)));
   }
 
   function highlightCluster(cluster) {
-    if (state.highlight) state.highlight.remove();
     const m = state.manifest, z = m.maxZoom, map = state.map;
-    const rings = cluster.outline.map((ring) => ring.map(([r, c]) =>
-      map.unproject([c * m.cell, r * m.cell], z)));
-    state.highlight = L.polygon(rings, { color: "#fbbc04", weight: 3, fillOpacity: 0.05,
-      interactive: false }).addTo(map);
-    map.flyToBounds(clusterBounds(cluster), { duration: 0.6, padding: [20, 20] });
+    if (cluster.box) {
+      const [r0, c0, r1, c1] = cluster.box;
+      map.flyToBounds(L.latLngBounds(map.unproject([c0 * m.cell, r1 * m.cell], z),
+                                     map.unproject([c1 * m.cell, r0 * m.cell], z)),
+                      { duration: 0.6, padding: [20, 20] });
+    }
     document.querySelectorAll("#cluster-list li").forEach((li) =>
       li.classList.toggle("active", Number(li.dataset.cluster) === cluster.id));
+    state.highlighted = cluster.id;
+    return outlines().then((all) => {
+      if (state.highlighted !== cluster.id) return;  // another cluster was picked meanwhile
+      if (state.highlight) state.highlight.remove();
+      state.highlight = L.polygon(toLatLngs(all[cluster.id] || []), { color: "#fbbc04",
+        weight: 3, fillOpacity: 0.05, interactive: false }).addTo(map);
+    });
   }
 
   function openGallery(cluster) {
@@ -183,23 +195,20 @@
     }
   }
 
-  function clusterLayer() {
-    const m = state.manifest, z = m.maxZoom, map = state.map;
+  function clusterLayer(all) {
     const layer = L.layerGroup();
-    for (const c of m.clusters) {
-      const rings = c.outline.map((ring) => ring.map(([r, col]) =>
-        map.unproject([col * m.cell, r * m.cell], z)));
-      if (!rings.length) continue;
-      L.polygon(rings, { color: "#8ab4f8", weight: 2, fillOpacity: 0.08 })
+    for (const c of state.manifest.clusters) {
+      const rings = all[c.id];
+      if (!rings || !rings.length) continue;
+      L.polygon(toLatLngs(rings), { color: "#8ab4f8", weight: 2, fillOpacity: 0.08 })
         .bindTooltip(c.label + " (" + c.size + ")", { sticky: true })
         .addTo(layer);
     }
     return layer;
   }
 
-  function init([manifest, cells]) {
+  function init(manifest) {
     state.manifest = manifest;
-    state.cells = cells;
     const z = manifest.maxZoom;
     const map = L.map("map", { crs: L.CRS.Simple, minZoom: 0, maxZoom: z + 2, zoomSnap: 0.25,
       fullscreenControl: true, attributionControl: false });
@@ -228,8 +237,10 @@
       runSearch(input.value).then((hits) => { if (hits.length) select(hits[0], true); });
     });
     document.getElementById("toggle-clusters").addEventListener("change", (e) => {
-      if (!state.clusterLayer) state.clusterLayer = clusterLayer();
-      if (e.target.checked) state.clusterLayer.addTo(map); else state.clusterLayer.remove();
+      outlines().then((all) => {
+        if (!state.clusterLayer) state.clusterLayer = clusterLayer(all);
+        if (e.target.checked) state.clusterLayer.addTo(map); else state.clusterLayer.remove();
+      });
     });
     document.getElementById("close-details").addEventListener("click", () => {
       document.getElementById("details").hidden = true;
@@ -244,7 +255,7 @@
     document.body.dataset.ready = "true";
   }
 
-  Promise.all([fetchJSON("data/manifest.json"), fetchJSON("data/cells.json")])
+  fetchJSON("data/manifest.json")
     .then(init)
     .catch((err) => {
       document.getElementById("status").textContent = "Could not load the map: " + err.message;
