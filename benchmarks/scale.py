@@ -2,12 +2,23 @@
 
     python benchmarks/scale.py --n 169000      # the founding run's size
     python benchmarks/scale.py --n 20000       # a quicker look
+    python benchmarks/scale.py --n 1000000 --features-only   # post-embed stages at 1M
 
 Generates N poster-sized JPEGs (300x450: gradient, shapes, noise, a title band; cached in
 benchmarks/.cache/scale-N/images, made in parallel), then runs each stage as its own
 `postermap` process and records wall time, images/s and the process's peak RSS (from
 wait4). Near duplicates are kept on the map (the synthetic posters share themes), so the
-later stages see all N images. Prints a table and writes benchmarks/results/scale-N.json.
+later stages see all N images. After the tiles, benchmarks/viewer.py measures the map in
+Chromium (first tile, pan, zoom, search). Every run starts from an empty workspace.
+Prints a table and writes benchmarks/results/scale-N.json.
+
+``--features-only`` skips generation, ingest and embedding: it ingests 2,000 real generated
+posters once, then builds a workspace of N images whose ingest rows and thumbnails are
+those posters' (hard links, fresh ids, titles and perceptual hashes) and whose features
+are random clustered vectors (a Gaussian mixture in the model's 1,280 dimensions), and
+runs the remaining stages on it. Above 300k images the mosaic cell is 32 px (the raw
+mosaic the tile stage streams from would otherwise need 3 bytes x 128^2 per image of
+temporary disk).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,10 +34,17 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from common import CACHE, RESULTS
 from PIL import Image, ImageDraw
+from viewer import measure_viewer
+
+from postermap.workspace import Workspace, atomic_write_table
 
 STAGES = ["embed", "clean", "reduce", "grid", "cluster", "neighbours", "tiles"]
+POST_EMBED = STAGES[1:]
+FEATURE_DIM = 1280
 
 
 def make_poster(args: tuple[Path, int]) -> None:
@@ -66,6 +85,53 @@ def generate(n: int, root: Path) -> Path:
     return images
 
 
+def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
+    """A workspace of ``n`` images as if ingest and embed had run (see module docstring)."""
+    base_ws = root / "base-ws"
+    if not (base_ws / "stages" / "ingest.json").exists():
+        images = generate(2000, root / "base")
+        _, _, code = run_stage(["ingest", str(images), "-o", str(base_ws)])
+        if code != 0:
+            raise SystemExit("ingest of the base posters failed")
+    base = pq.read_table(Workspace(base_ws).table_path("ingest"))
+    base = base.filter(pa.compute.equal(base["status"], "ok"))
+    ws = Workspace(root / "ws").create()
+    rng = np.random.default_rng(seed)
+    take = np.arange(n) % base.num_rows
+    table = base.take(pa.array(take))
+    ids = [f"{i:032x}" for i in range(n)]
+    phash = [f"{v:016x}" for v in rng.integers(0, 2**63, n, dtype=np.int64)]
+    replace = {"id": ids, "content_hash": ids, "pixel_hash": ids, "phash": phash,
+               "path": [f"synthetic/{i:07d}.jpg" for i in range(n)],
+               "title": [f"Poster {i} {'ABCDEFGHIJ'[i % 10]}" for i in range(n)]}
+    for name, values in replace.items():
+        table = table.set_column(table.column_names.index(name), name,
+                                 pa.array(values, pa.string()))
+    atomic_write_table(ws.table_path("ingest"), table)
+    base_hashes = base["content_hash"].to_pylist()
+    for i, image_id in enumerate(ids):
+        target = ws.thumb_path(image_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(Workspace(base_ws).thumb_path(base_hashes[take[i]]), target)
+    ws.embed_dir.mkdir(parents=True, exist_ok=True)
+    features = np.lib.format.open_memmap(ws.embed_dir / "embeddings.npy", mode="w+",
+                                         dtype=np.float32, shape=(n, FEATURE_DIM))
+    centres = np.maximum(rng.normal(0.3, 1.0, size=(200, FEATURE_DIM)), 0)
+    weights = rng.dirichlet(np.full(200, 0.7))
+    for start in range(0, n, 50_000):
+        size = min(50_000, n - start)
+        labels = rng.choice(200, size=size, p=weights)
+        noise = rng.normal(0, 0.6, size=(size, FEATURE_DIM))
+        features[start:start + size] = np.maximum(centres[labels] + noise, 0)
+    features.flush()
+    del features
+    np.save(ws.embed_dir / "ids.npy", np.array(ids))
+    for stage in ("ingest", "embed"):
+        ws.write_marker(stage, {"fingerprint": f"synthetic-{n}-{seed}", "counts": {"ok": n},
+                                "items": n, "seconds": 0, "params": {}})
+    return ws.root
+
+
 def run_stage(args: list[str]) -> tuple[float, float, int]:
     """(seconds, peak RSS MB, exit code) of one postermap process."""
     start = time.perf_counter()
@@ -81,14 +147,26 @@ def run_stage(args: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=169_000)
+    parser.add_argument("--features-only", action="store_true",
+                        help="start from random clustered features (post-embed stages)")
     args = parser.parse_args()
-    root = CACHE / f"scale-{args.n}"
-    images = generate(args.n, root)
-    ws = root / "ws"
+    if args.features_only:
+        root = CACHE / f"features-{args.n}"
+        shutil.rmtree(root / "ws", ignore_errors=True)
+        ws = features_workspace(args.n, root)
+        stages = POST_EMBED
+    else:
+        root = CACHE / f"scale-{args.n}"
+        images = generate(args.n, root)
+        ws = root / "ws"
+        shutil.rmtree(ws, ignore_errors=True)  # every stage really runs
+        stages = ["ingest", *STAGES]
     rows = []
-    for stage in ["ingest", *STAGES]:
+    for stage in stages:
         command = (["ingest", str(images), "-o", str(ws)] if stage == "ingest"
                    else [stage, str(ws)])
+        if stage == "tiles" and args.n > 300_000:
+            command += ["--cell-size", "32"]
         if stage == "clean":
             # the synthetic posters share themes, so most are near duplicates by design;
             # keep them on the map so every later stage handles all N images
@@ -102,8 +180,14 @@ def main() -> None:
             break
     total = sum(r["seconds"] for r in rows)
     print(f"total: {total:.1f} s for {args.n} images")
+    result = {"n": args.n, "features_only": args.features_only, "stages": rows,
+              "total_seconds": total}
+    if rows[-1]["stage"] == "tiles" and rows[-1]["exit"] == 0:
+        result["viewer"] = measure_viewer(ws / "site")
+        print("viewer:", json.dumps(result["viewer"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"scale-{args.n}.json").write_text(json.dumps(rows, indent=2))
+    name = f"scale-{args.n}{'-features' if args.features_only else ''}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
