@@ -46,5 +46,15 @@ def get_embedder(name: str, threads: int | None = None) -> Embedder:
     return _FACTORIES[name](threads=threads)
 
 
+def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarray
+                       ) -> np.ndarray:
+    """Class probabilities of a linear classifier head applied to stored features."""
+    logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def _load_builtin() -> None:
-    from postermap.embedders import efficientnet_lite  # noqa: F401  (registers itself)
+    # each registers itself; torch is imported only when a model is built
+    from postermap.embedders import efficientnet_lite, inception_v3  # noqa: F401

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import register
+from postermap.embedders import register, softmax_classifier
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,8 @@ class EfficientNetLite0:
         """ImageNet class probabilities (N, 1000) from stored penultimate features: the
         classifier is one linear layer on them, so naming clusters needs no second pass
         over the images."""
-        weight = self.model._fc.weight.detach().numpy()
-        bias = self.model._fc.bias.detach().numpy()
-        logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax_classifier(features, self.model._fc.weight.detach().numpy(),
+                                  self.model._fc.bias.detach().numpy())
 
     def _onnx_session(self):
         import onnxruntime as ort
