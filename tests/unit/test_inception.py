@@ -76,7 +76,7 @@ def test_features_are_2048_d_and_deterministic(checkpoint, monkeypatch):
 
     images = [Image.new("RGB", (120, 180), colour) for colour in ("red", "navy")]
     batch = np.stack([model.preprocess(im) for im in images])
-    assert batch.shape == (2, 3, 299, 299)
+    assert batch.shape == (2, 299, 299, 3) and batch.dtype == np.uint8
     first, again = model.embed(batch), model.embed(batch)
     assert first.shape == (2, 2048) and np.array_equal(first, again)
     assert not np.allclose(first[0], first[1])

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import register, softmax_classifier
+from postermap.embedders import normalise_batch, register, softmax_classifier
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,16 @@ class EfficientNetLite0:
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         resized = image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        array = np.asarray(resized, dtype=np.float32) / 255.0
-        return ((array - MEAN) / STD).transpose(2, 0, 1).copy()
+        return np.asarray(resized, dtype=np.uint8)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = normalise_batch(batch, MEAN, STD)
         if self._session is not None:
             return self._session.run(None, {"x": batch})[0].astype(np.float32)
         return self.embed_torch(batch)
 
     def embed_torch(self, batch: np.ndarray) -> np.ndarray:
+        """Features of a float32 NCHW (already normalised) batch in PyTorch eager."""
         torch = self._torch
         with torch.inference_mode():
             maps = self.model.extract_features(torch.from_numpy(batch))
@@ -93,6 +93,9 @@ class EfficientNetLite0:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Idle ORT threads spin by default; here they share the cores with the decode
+        # workers, and spinning measurably slowed the stage (see README, Performance).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _exported_model(self) -> Path:

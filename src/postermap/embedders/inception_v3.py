@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import register, softmax_classifier
+from postermap.embedders import normalise_batch, register, softmax_classifier
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +240,13 @@ class InceptionV3:
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         resized = image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        array = np.asarray(resized, dtype=np.float32) / 255.0
-        mean, std = np.array(MEAN, np.float32), np.array(STD, np.float32)
-        return ((array - mean) / std).transpose(2, 0, 1).copy()
+        return np.asarray(resized, dtype=np.uint8)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            x = torch.from_numpy(normalise_batch(batch, MEAN, STD))
             return self.network.features(x).numpy().astype(np.float32)
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
