@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,22 @@ from postermap.workspace import Workspace
 from tests.conftest import emoji_subset
 
 pytestmark = pytest.mark.integration
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue  # exited while we looked
+        if text in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
@@ -42,6 +59,11 @@ def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
     done = {p: p.stat().st_mtime_ns for p in shard_dir.glob("*.npy")}
     assert len(done) >= 2
     assert ws.read_marker("embed") is None  # the stage never claimed to be finished
+    # the run's decode workers die with it instead of living on as orphans
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_mentioning(str(ws.root)):
+        time.sleep(0.2)
+    assert not _processes_mentioning(str(ws.root))
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     marker = ws.read_marker("embed")

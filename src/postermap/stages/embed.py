@@ -25,7 +25,7 @@ from postermap.embedders import Embedder, get_embedder
 from postermap.images import load_image
 from postermap.pipeline import NothingToMapError, Stage, StageOutcome
 from postermap.progress import progress_bar
-from postermap.runner import make_runner
+from postermap.runner import die_with_parent, make_runner
 from postermap.workspace import Workspace, atomic_save_npy
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ class ThumbnailDataset:
         return self.preprocess(load_image(self.paths[index]))
 
 
+def _worker_init(_worker_id: int) -> None:
+    die_with_parent()
+
+
 def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers: int,
                 on_batch=None) -> np.ndarray:
     """Features for ``paths`` in order, decoding in ``workers - 1`` background processes."""
@@ -52,7 +56,8 @@ def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(ThumbnailDataset(paths, embedder), batch_size=batch_size,
-                        num_workers=max(0, workers - 1), collate_fn=np.stack)
+                        num_workers=max(0, workers - 1), collate_fn=np.stack,
+                        worker_init_fn=_worker_init)
     torch.set_num_threads(max(1, workers))
     out = np.empty((len(paths), embedder.dim), dtype=np.float32)
     done = 0
