@@ -26,6 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from typing import Any, Protocol
 
+from postermap.config import SettingsError
+
 log = logging.getLogger(__name__)
 
 
@@ -109,12 +111,17 @@ class RayRunner:
         try:
             import ray
         except ImportError as err:
-            raise RuntimeError("--ray needs the Ray package: pip install 'postermap[ray]'"
-                               ) from err
+            raise SettingsError("--ray needs the Ray package: pip install 'postermap[ray]'"
+                                ) from err
         self._ray = ray
         if not ray.is_initialized():
-            ray.init(address=None if address == "local" else address,
-                     logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                ray.init(address=None if address == "local" else address,
+                         logging_level=logging.WARNING, log_to_driver=False)
+            except ConnectionError as err:
+                raise SettingsError(
+                    f"--ray {address}: no Ray cluster found there ({err}); start one with "
+                    f"`ray start --head`, set RAY_ADDRESS, or use --ray local") from err
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = max(2, 2 * cpus)
         self._remote = ray.remote(num_cpus=cpus_per_task, max_retries=2)(_apply_chunk)

@@ -75,3 +75,19 @@ def test_the_single_machine_path_never_imports_ray(tmp_path):
                             check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "ws" / "embed" / "embeddings.npy").exists()
+
+
+def test_a_missing_cluster_is_a_clear_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from postermap.cli import main
+    from tests.conftest import draw_image
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    draw_image(tmp_path / "images" / "a.png", seed=1)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster of this machine
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "images"), "-o",
+                                       str(tmp_path / "ws"), "--ray", "auto"])
+    assert result.exit_code == 1
+    assert "--ray auto: no Ray cluster" in result.output
+    assert "ray start --head" in result.output
