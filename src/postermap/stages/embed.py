@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class ThumbnailDataset:
-    """Map-style dataset over thumbnail files, returning model-ready arrays."""
+    """Map-style dataset over thumbnail files, returning uint8 arrays at the model's size."""
 
     def __init__(self, paths: list[Path], embedder: Embedder) -> None:
         self.paths = paths

@@ -73,4 +73,5 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
                         items=len(ids), extra={"rows": rows, "cols": cols, "cost": cost})
 
 
-STAGE = Stage(name="grid", depends=("reduce",), params=("grid_exact_max", "seed"), run=run)
+STAGE = Stage(name="grid", depends=("reduce",), params=("grid_exact_max", "seed"), run=run,
+              version=2)

@@ -256,5 +256,5 @@ def _hex_to_rgb(colour: str) -> list[int]:
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
-STAGE = Stage(name="tiles", depends=("grid", "cluster", "neighbours"), version=3,
+STAGE = Stage(name="tiles", depends=("grid", "cluster", "neighbours"), version=4,
               params=("cell_size", "tile_quality", "background"), run=run)
