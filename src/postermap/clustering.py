@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from postermap.vectors import group_sums
+from postermap.vectors import group_sums, normalise
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,11 @@ def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarr
     n_groups = int(labels.max()) + 1 if len(labels) else 0
     sizes = np.bincount(labels[labels >= 0], minlength=n_groups)
     cnn_sum = group_sums(features, rows, labels, n_groups)
-    c = _unit(np.sqrt(np.maximum(colour, 0)))  # Hellinger: cosine of sqrt histograms
+    c = normalise(np.sqrt(np.maximum(colour, 0)))  # Hellinger: cosine of sqrt histograms
     colour_sum = group_sums(c, None, labels, n_groups)
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(labels), min(len(labels), 1000), replace=False))
-    base_f = _random_cohesion(_unit(features[picked if rows is None
+    base_f = _random_cohesion(normalise(features[picked if rows is None
                                              else np.asarray(rows)[picked]]), seed)
     base_c = _random_cohesion(c, seed)
     out = []
@@ -194,11 +194,6 @@ def auto_name(imagenet: list[str], keywords: list[str]) -> tuple[str, str]:
     if imagenet:
         return ", ".join(imagenet), "ImageNet classes"
     return "", ""
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _cohesion(unit_rows: np.ndarray) -> float:

@@ -79,10 +79,8 @@ class Projection:
         """Projected ``embeddings[rows]``, read chunk by chunk."""
         n = len(embeddings) if rows is None else len(rows)
         out = np.empty((n, len(self.components)), dtype=np.float32)
-        for start, unit in row_chunks(embeddings, rows):
-            projected = (unit - self.mean) @ self.components.T
-            out[start:start + len(unit)] = normalise(projected) if self.renormalise \
-                else projected
+        for start, part in row_chunks(embeddings, rows, unit=False):
+            out[start:start + len(part)] = self(part)
         return out
 
     def save(self, path: Path) -> None:
