@@ -128,9 +128,7 @@ class Settings:
         return {name: getattr(self, name) for name in names}
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes``; ``ray=None`` clears it, other ``None`` values are unset."""
-        kept = {k: v for k, v in changes.items() if v is not None or k == "ray"}
-        return dataclasses.replace(self, **kept)
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

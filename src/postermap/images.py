@@ -110,9 +110,9 @@ def flatten_to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 
     return canvas.convert("RGB")
 
 
-def pixel_hash(image: Image.Image, prefix: str = "") -> str:
+def pixel_hash(image: Image.Image) -> str:
     """Hash of the decoded pixels, so PNG and lossless WebP of one picture compare equal."""
-    digest = hashlib.sha256(prefix.encode())
+    digest = hashlib.sha256()
     digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()[:32]

@@ -8,6 +8,7 @@ only ``cluster`` and ``tiles``, and a new image in the source folder re-runs eve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -129,7 +130,7 @@ def run_pipeline(ws: Workspace, settings: Settings, until: str | None = None) ->
 def save_settings(ws: Workspace, settings: Settings) -> None:
     """Remember the map's settings for later stage commands. Where the work ran (``ray``)
     is a choice per invocation, not a property of the map, so it is not kept."""
-    atomic_write_text(ws.settings_path, settings.replace(ray=None).to_json())
+    atomic_write_text(ws.settings_path, dataclasses.replace(settings, ray=None).to_json())
 
 
 def load_settings(ws: Workspace) -> Settings:
