@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from postermap.catalog import write_catalog
+from postermap.clustering import cluster_members
 from postermap.config import Settings
 from postermap.outlines import cluster_outlines
 from postermap.pipeline import Stage, StageOutcome
@@ -153,13 +154,11 @@ def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[
                           details[start:start + SHARD_SIZE])
     atomic_write_json(data_dir / "search.json",
                       [f"{d['title']}\t{d['file']}" for d in details])
+    labels = np.array([item["cluster"] for item in items], dtype=np.int64)
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
-    for item in items:
-        cluster_of_cell[item["row"] * cols + item["col"]] = item["cluster"]
+    cluster_of_cell[:len(items)] = labels  # item i sits in cell i (checked above)
     outlines = cluster_outlines(cluster_of_cell.reshape(rows, cols))
-    members: dict[int, list[int]] = {}
-    for index, item in enumerate(items):
-        members.setdefault(item["cluster"], []).append(index)
+    members = {label: cells.tolist() for label, cells in cluster_members(labels)}
     clusters = []
     for rank, info in enumerate(load_clusters(ws)):
         label = info["id"]
