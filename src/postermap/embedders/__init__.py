@@ -47,7 +47,18 @@ def get_embedder(name: str, threads: int | None = None) -> Embedder:
     return _FACTORIES[name](threads=threads)
 
 
-def normalise_batch(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+#: ImageNet channel statistics, which both built-in models were trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """``image`` squashed (not cropped: a poster's whole composition counts) to
+    ``size`` x ``size``, as uint8 HWC: what a model's ``preprocess`` returns."""
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def normalise_batch(batch: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """uint8 NHWC -> float32 NCHW, scaled to [0, 1] and standardised per channel."""
     scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
     shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)

@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import normalise_batch, register, softmax_classifier
+from postermap.embedders import normalise_batch, register, resize_square, softmax_classifier
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 EXPORT_TOLERANCE = 1e-3
 
 
@@ -63,11 +61,10 @@ class EfficientNetLite0:
         self._session = self._onnx_session() if self.backend == "onnx" else None
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        resized = image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        return np.asarray(resized, dtype=np.uint8)
+        return resize_square(image, self.input_size)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        batch = normalise_batch(batch, MEAN, STD)
+        batch = normalise_batch(batch)
         if self._session is not None:
             return self._session.run(None, {"x": batch})[0].astype(np.float32)
         return self.embed_torch(batch)

@@ -26,13 +26,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import normalise_batch, register, softmax_classifier
+from postermap.embedders import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalise_batch,
+    register,
+    resize_square,
+    softmax_classifier,
+)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "inception_v3_google-0cc3c7bd.pth"
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -189,8 +194,8 @@ def build_network():
             self.Mixed_7c = block_e(2048)
             self.fc = nn.Linear(2048, 1000)
             # ImageNet-normalised input -> the [-1, 1] scaling of Google's weights
-            std = torch.tensor(STD).view(1, 3, 1, 1)
-            mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
             self.register_buffer("in_scale", std / 0.5, persistent=False)
             self.register_buffer("in_shift", (mean - 0.5) / 0.5, persistent=False)
 
@@ -239,14 +244,13 @@ class InceptionV3:
         log.debug("inception-v3: weights from %s", self.weights)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        resized = image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        return np.asarray(resized, dtype=np.uint8)
+        return resize_square(image, self.input_size)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            x = torch.from_numpy(normalise_batch(batch, MEAN, STD))
+            x = torch.from_numpy(normalise_batch(batch))
             return self.network.features(x).numpy().astype(np.float32)
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
