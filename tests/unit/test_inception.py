@@ -92,3 +92,18 @@ def test_pipeline_embeds_with_inception(tmp_path, checkpoint, monkeypatch):
     run_pipeline(ws, Settings(source=str(tmp_path / "images"), model="inception-v3",
                               workers=1), until="embed")
     assert np.load(ws.embed_dir / "embeddings.npy").shape == (5, 2048)
+
+
+def test_missing_weights_are_a_one_line_cli_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from postermap.cli import main
+
+    monkeypatch.delenv("POSTERMAP_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    draw_image(tmp_path / "images" / "a.png", seed=1)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "images"), "-o",
+                                       str(tmp_path / "ws"), "--model", "inception-v3"])
+    assert result.exit_code == 1
+    assert "InceptionV3 weights not found" in result.output
+    assert "Traceback" not in result.output

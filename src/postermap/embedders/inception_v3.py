@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from postermap.config import SettingsError
 from postermap.embedders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "inception_v3_google-0cc3c7bd.pth"
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """The checkpoint is in none of the places looked at; the message lists them."""
+class WeightsNotFoundError(SettingsError):
+    """The checkpoint is in none of the places looked at; the message lists them. A
+    setting the user must act on (the CLI shows it as one line, not a traceback)."""
 
 
 def weight_candidates() -> list[Path]:
