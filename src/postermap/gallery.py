@@ -93,11 +93,12 @@ def similar_for_file(ws: Workspace, path: Path, model: str, thumb_size: int, k: 
     pipeline embeds (through the same JPEG thumbnail), so a copy of an image on the map
     finds it with similarity ~1."""
     from postermap.embedders import get_embedder
-    from postermap.images import load_image, make_thumbnail
+    from postermap.images import decode_image, load_image, make_thumbnail
     from postermap.stages.neighbours import query
 
     embedder = get_embedder(model)
-    image = load_image(make_thumbnail(load_image(path), thumb_size))
+    # decoded as ingest decodes it (large JPEGs at reduced DCT scale), then thumbnailed
+    image = load_image(make_thumbnail(decode_image(path, at_least=thumb_size)[0], thumb_size))
     features = embedder.embed(np.stack([embedder.preprocess(image)]))
     labels, scores = query(ws, features, k)
     ids, _ = load_layout(ws)
