@@ -15,7 +15,7 @@ demo: run-demo
 run-demo: $(INSTALLED) $(DEFAULT_SET)
 	$(BIN)/postermap run data/emoji/images -o work/emoji
 
-test: $(INSTALLED) $(DEFAULT_SET) chromium
+test: lint $(DEFAULT_SET) chromium
 	$(BIN)/python -m pytest
 
 $(INSTALLED): pyproject.toml
@@ -36,6 +36,7 @@ chromium:
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean-demo:
 	rm -rf work/emoji

@@ -45,12 +45,16 @@ from postermap.vectors import Projection, normalise  # noqa: E402
 from postermap.workspace import Workspace  # noqa: E402
 
 VARIANTS = [("dbscan", s, "leaf") for s in ("layout", "embedding")] + [
-    ("hdbscan", s, sel) for s in ("layout", "embedding") for sel in ("leaf", "eom")]
+    ("hdbscan", s, sel) for s in ("layout", "embedding") for sel in ("leaf", "eom")
+]
 
 
 def run_pipeline(source: Path, ws: Path) -> Workspace:
-    result = CliRunner().invoke(cli, ["run", str(source), "-o", str(ws), "--until", "cluster",
-                                      "--keep-near-duplicates"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(source), "-o", str(ws), "--until", "cluster", "--keep-near-duplicates"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return Workspace(ws)
 
@@ -60,15 +64,17 @@ def spaces(ws: Workspace) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]
     features = features_for(ws, ids)
     from sklearn.decomposition import PCA
 
-    embedding = PCA(n_components=EMBEDDING_DIMS, random_state=0).fit_transform(
-        normalise(features))
+    embedding = PCA(n_components=EMBEDDING_DIMS, random_state=0).fit_transform(normalise(features))
     return ids.tolist(), {"layout": xy, "embedding": embedding}, features
 
 
 def label_all(space: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
-    return {(m, s, sel): find_clusters(space[s], m, eps=1.0, min_samples=8, min_cluster_size=10,
-                                  selection=sel)
-            for m, s, sel in VARIANTS}
+    return {
+        (m, s, sel): find_clusters(
+            space[s], m, eps=1.0, min_samples=8, min_cluster_size=10, selection=sel
+        )
+        for m, s, sel in VARIANTS
+    }
 
 
 def emoji_ari(tmp: Path) -> dict:
@@ -81,8 +87,11 @@ def emoji_ari(tmp: Path) -> dict:
     out = {}
     for (method, where, sel), labels in label_all(space).items():
         name = f"{method}/{where}" + (f"/{sel}" if method == "hdbscan" else "")
-        out[name] = {"ari": adjusted_rand_score(truth, labels),
-                     "clusters": int(labels.max()) + 1, "noise": float((labels < 0).mean())}
+        out[name] = {
+            "ari": adjusted_rand_score(truth, labels),
+            "clusters": int(labels.max()) + 1,
+            "noise": float((labels < 0).mean()),
+        }
     return out
 
 
@@ -105,20 +114,30 @@ def tropes(tmp: Path) -> dict:
                 continue
             best = np.bincount(found).argmax()
             in_best = labels == best
-            per_group[g] = {"recall": float((found == best).sum() / members.sum()),
-                            "purity": float((groups[in_best] == g).mean()),
-                            "cluster": int(best)}
+            per_group[g] = {
+                "recall": float((found == best).sum() / members.sum()),
+                "purity": float((groups[in_best] == g).mean()),
+                "cluster": int(best),
+            }
         ranked = [c.id for c in describe_clusters(labels, features, colour)]
         rank_of = {c: r + 1 for r, c in enumerate(ranked)}
-        trope_ranks = [rank_of.get(v["cluster"]) for g, v in per_group.items()
-                       if g.startswith("trope") and v["cluster"] >= 0]
-        palette_ranks = [rank_of.get(v["cluster"]) for g, v in per_group.items()
-                         if g.startswith("palette") and v["cluster"] >= 0]
+        trope_ranks = [
+            rank_of.get(v["cluster"])
+            for g, v in per_group.items()
+            if g.startswith("trope") and v["cluster"] >= 0
+        ]
+        palette_ranks = [
+            rank_of.get(v["cluster"])
+            for g, v in per_group.items()
+            if g.startswith("palette") and v["cluster"] >= 0
+        ]
         out[f"{method}/{where}" + (f"/{sel}" if method == "hdbscan" else "")] = {
-            "ari": adjusted_rand_score(groups, labels), "groups": per_group,
+            "ari": adjusted_rand_score(groups, labels),
+            "groups": per_group,
             "mean_trope_rank": float(np.mean(trope_ranks)) if trope_ranks else None,
             "mean_palette_rank": float(np.mean(palette_ranks)) if palette_ranks else None,
-            "clusters": len(ranked)}
+            "clusters": len(ranked),
+        }
     return out
 
 
@@ -143,12 +162,18 @@ def index_bench(n: int, seed: int = 0) -> dict:
     start = time.perf_counter()
     exact = np.argsort(-(unit[queries] @ unit.T), axis=1)[:, :11]
     exact_s = time.perf_counter() - start
-    recall = np.mean([len(set(a[1:]) & set(b[1:])) / 10 for a, b in zip(labels, exact,
-                                                                          strict=True)])
-    return {"n": n, "recall_at_10": float(recall), "build_s": build,
-            "build_vectors_per_s": n / build, "query_per_s": len(queries) / query_s,
-            "exact_query_per_s": len(queries) / exact_s,
-            "speedup_vs_exact": exact_s / query_s}
+    recall = np.mean(
+        [len(set(a[1:]) & set(b[1:])) / 10 for a, b in zip(labels, exact, strict=True)]
+    )
+    return {
+        "n": n,
+        "recall_at_10": float(recall),
+        "build_s": build,
+        "build_vectors_per_s": n / build,
+        "query_per_s": len(queries) / query_s,
+        "exact_query_per_s": len(queries) / exact_s,
+        "speedup_vs_exact": exact_s / query_s,
+    }
 
 
 def main() -> None:
@@ -159,21 +184,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results["emoji"] = emoji_ari(Path(tmp))
         for variant, m in results["emoji"].items():
-            print(f"emoji {variant} ari: {m['ari']:.3f} clusters: {m['clusters']} "
-                  f"noise: {m['noise']:.2f}", flush=True)
+            print(
+                f"emoji {variant} ari: {m['ari']:.3f} clusters: {m['clusters']} "
+                f"noise: {m['noise']:.2f}",
+                flush=True,
+            )
         results["tropes"] = tropes(Path(tmp))
         for variant, m in results["tropes"].items():
-            recall = np.mean([g["recall"] for k, g in m["groups"].items()
-                              if k.startswith("trope")])
-            purity = np.mean([g["purity"] for k, g in m["groups"].items()
-                              if k.startswith("trope")])
-            print(f"tropes {variant} ari: {m['ari']:.3f} trope_recall: {recall:.2f} "
-                  f"trope_purity: {purity:.2f} mean_trope_rank: {m['mean_trope_rank']} "
-                  f"mean_palette_rank: {m['mean_palette_rank']} clusters: {m['clusters']}",
-                  flush=True)
+            recall = np.mean([g["recall"] for k, g in m["groups"].items() if k.startswith("trope")])
+            purity = np.mean([g["purity"] for k, g in m["groups"].items() if k.startswith("trope")])
+            print(
+                f"tropes {variant} ari: {m['ari']:.3f} trope_recall: {recall:.2f} "
+                f"trope_purity: {purity:.2f} mean_trope_rank: {m['mean_trope_rank']} "
+                f"mean_palette_rank: {m['mean_palette_rank']} clusters: {m['clusters']}",
+                flush=True,
+            )
     results["index"] = index_bench(args.index_n)
-    print(" ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
-                   for k, v in results["index"].items()))
+    print(
+        " ".join(
+            f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+            for k, v in results["index"].items()
+        )
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "clusters.json").write_text(json.dumps(results, indent=2, default=str))
 

@@ -76,9 +76,20 @@ def main() -> None:
     served.mkdir()
     names = make_images(served, args.n)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                               "127.0.0.1", "--directory", str(served)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(served),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -96,14 +107,19 @@ def main() -> None:
             opts = DownloadOptions(concurrency=concurrency, per_host=concurrency)
             start = time.perf_counter()
             done = Downloader(store, opts).run(urls)
-            ours_rate = sum(r.status == "ok" for r in done.values()) / (
-                time.perf_counter() - start)
-            row = {"concurrency": concurrency, "bare_images_per_s": bare_rate,
-                   "ours_images_per_s": ours_rate, "ours_vs_bare": ours_rate / bare_rate}
+            ours_rate = sum(r.status == "ok" for r in done.values()) / (time.perf_counter() - start)
+            row = {
+                "concurrency": concurrency,
+                "bare_images_per_s": bare_rate,
+                "ours_images_per_s": ours_rate,
+                "ours_vs_bare": ours_rate / bare_rate,
+            }
             results.append(row)
-            print(f"concurrency: {concurrency} bare_images_per_s: {bare_rate:.1f} "
-                  f"ours_images_per_s: {ours_rate:.1f} ours_vs_bare: {ours_rate / bare_rate:.2f}",
-                  flush=True)
+            print(
+                f"concurrency: {concurrency} bare_images_per_s: {bare_rate:.1f} "
+                f"ours_images_per_s: {ours_rate:.1f} ours_vs_bare: {ours_rate / bare_rate:.2f}",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait()

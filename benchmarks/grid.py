@@ -49,8 +49,9 @@ def measure(fn, *args, memory: bool = False, **kwargs) -> tuple[np.ndarray, floa
     return result, t["seconds"], peak
 
 
-def dpq_window(features: np.ndarray, cells: np.ndarray, rows: int, cols: int,
-               side: int = 40) -> float:
+def dpq_window(
+    features: np.ndarray, cells: np.ndarray, rows: int, cols: int, side: int = 40
+) -> float:
     """DPQ_16 on the central side x side window of the grid (DPQ is O(N^2))."""
     r, c = cells // cols, cells % cols
     r0, c0 = (rows - side) // 2, (cols - side) // 2
@@ -63,23 +64,33 @@ def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[
     out = []
     for name, xy, features in sets:
         rows, cols = grid_shape(len(xy))
-        exact, t_exact, _ = measure(assign_exact, normalise_points(xy), np.arange(len(xy)),
-                                    rows, cols)
+        exact, t_exact, _ = measure(
+            assign_exact, normalise_points(xy), np.arange(len(xy)), rows, cols
+        )
         ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0, workers=2)
         strips = strip_layout(normalise_points(xy), rows, cols)
         flas, t_flas, _ = measure(assign_to_grid, xy, rows, cols, method="flas")
         c_exact = grid_cost(xy, exact, rows, cols)
-        row = {"set": name, "n": len(xy), "exact_s": t_exact, "ours_s": t_ours,
-               "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
-               "flas_swaps_s": t_flas,
-               "flas_swaps_vs_exact": grid_cost(xy, flas, rows, cols) / c_exact,
-               "strip_vs_exact": grid_cost(xy, strips, rows, cols) / c_exact}
+        row = {
+            "set": name,
+            "n": len(xy),
+            "exact_s": t_exact,
+            "ours_s": t_ours,
+            "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
+            "flas_swaps_s": t_flas,
+            "flas_swaps_vs_exact": grid_cost(xy, flas, rows, cols) / c_exact,
+            "strip_vs_exact": grid_cost(xy, strips, rows, cols) / c_exact,
+        }
         if features is not None:
             row["dpq16_ours"] = dpq_window(features, ours, rows, cols)
             row["dpq16_exact"] = dpq_window(features, exact, rows, cols)
             row["dpq16_strip"] = dpq_window(features, strips, rows, cols)
-        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                       for k, v in row.items()), flush=True)
+        print(
+            " ".join(
+                f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+            ),
+            flush=True,
+        )
         out.append(row)
     return out
 
@@ -88,19 +99,32 @@ def scale_rows(sets: list[tuple[str, np.ndarray]]) -> list[dict]:
     out = []
     for name, xy in sets:
         rows, cols = grid_shape(len(xy))
-        ours, t_ours, mem_ours = measure(assign_to_grid, xy, rows, cols, workers=2,
-                                         memory=True)
+        ours, t_ours, mem_ours = measure(assign_to_grid, xy, rows, cols, workers=2, memory=True)
         strips, t_strip, _ = measure(strip_layout, normalise_points(xy), rows, cols)
         c_ours = grid_cost(xy, ours, rows, cols)
-        row = {"set": name, "n": len(xy), "ours_s": t_ours, "ours_peak_mb": mem_ours,
-               "strip_s": t_strip, "strip_vs_ours": grid_cost(xy, strips, rows, cols) / c_ours}
-        flas, t_flas, mem_flas = measure(flas_arrangement, normalise_points(xy), rows, cols,
-                                         memory=True)
-        row.update(flas_s=t_flas, flas_peak_mb=mem_flas,
-                   flas_vs_ours=grid_cost(xy, flas, rows, cols) / c_ours,
-                   ours_time_vs_flas=t_ours / t_flas)
-        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                       for k, v in row.items()), flush=True)
+        row = {
+            "set": name,
+            "n": len(xy),
+            "ours_s": t_ours,
+            "ours_peak_mb": mem_ours,
+            "strip_s": t_strip,
+            "strip_vs_ours": grid_cost(xy, strips, rows, cols) / c_ours,
+        }
+        flas, t_flas, mem_flas = measure(
+            flas_arrangement, normalise_points(xy), rows, cols, memory=True
+        )
+        row.update(
+            flas_s=t_flas,
+            flas_peak_mb=mem_flas,
+            flas_vs_ours=grid_cost(xy, flas, rows, cols) / c_ours,
+            ours_time_vs_flas=t_ours / t_flas,
+        )
+        print(
+            " ".join(
+                f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+            ),
+            flush=True,
+        )
         out.append(row)
     return out
 
@@ -127,8 +151,9 @@ def main() -> None:
         big.append(("blobs-1000000", blob_layout(1_000_000)))
     results["scale"] = scale_rows(big)
     RESULTS.mkdir(exist_ok=True)
-    name = "grid-quick.json" if args.quick else "grid-scale.json" if args.scale_only else \
-        "grid.json"
+    name = (
+        "grid-quick.json" if args.quick else "grid-scale.json" if args.scale_only else "grid.json"
+    )
     (RESULTS / name).write_text(json.dumps(results, indent=2))
 
 

@@ -101,12 +101,18 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
     table = base.take(pa.array(take))
     ids = [f"{i:032x}" for i in range(n)]
     phash = [f"{v:016x}" for v in rng.integers(0, 2**63, n, dtype=np.int64)]
-    replace = {"id": ids, "content_hash": ids, "pixel_hash": ids, "phash": phash,
-               "path": [f"synthetic/{i:07d}.jpg" for i in range(n)],
-               "title": [f"Poster {i} {'ABCDEFGHIJ'[i % 10]}" for i in range(n)]}
+    replace = {
+        "id": ids,
+        "content_hash": ids,
+        "pixel_hash": ids,
+        "phash": phash,
+        "path": [f"synthetic/{i:07d}.jpg" for i in range(n)],
+        "title": [f"Poster {i} {'ABCDEFGHIJ'[i % 10]}" for i in range(n)],
+    }
     for name, values in replace.items():
-        table = table.set_column(table.column_names.index(name), name,
-                                 pa.array(values, pa.string()))
+        table = table.set_column(
+            table.column_names.index(name), name, pa.array(values, pa.string())
+        )
     atomic_write_table(ws.table_path("ingest"), table)
     base_hashes = base["content_hash"].to_pylist()
     for i, image_id in enumerate(ids):
@@ -114,29 +120,41 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(Workspace(base_ws).thumb_path(base_hashes[take[i]]), target)
     ws.embed_dir.mkdir(parents=True, exist_ok=True)
-    features = np.lib.format.open_memmap(ws.embed_dir / "embeddings.npy", mode="w+",
-                                         dtype=np.float32, shape=(n, FEATURE_DIM))
+    features = np.lib.format.open_memmap(
+        ws.embed_dir / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, FEATURE_DIM)
+    )
     centres = np.maximum(rng.normal(0.3, 1.0, size=(200, FEATURE_DIM)), 0)
     weights = rng.dirichlet(np.full(200, 0.7))
     for start in range(0, n, 50_000):
         size = min(50_000, n - start)
         labels = rng.choice(200, size=size, p=weights)
         noise = rng.normal(0, 0.6, size=(size, FEATURE_DIM))
-        features[start:start + size] = np.maximum(centres[labels] + noise, 0)
+        features[start : start + size] = np.maximum(centres[labels] + noise, 0)
     features.flush()
     del features
     np.save(ws.embed_dir / "ids.npy", np.array(ids))
     for stage in ("ingest", "embed"):
-        ws.write_marker(stage, {"fingerprint": f"synthetic-{n}-{seed}", "counts": {"ok": n},
-                                "items": n, "seconds": 0, "params": {}})
+        ws.write_marker(
+            stage,
+            {
+                "fingerprint": f"synthetic-{n}-{seed}",
+                "counts": {"ok": n},
+                "items": n,
+                "seconds": 0,
+                "params": {},
+            },
+        )
     return ws.root
 
 
 def run_stage(args: list[str]) -> tuple[float, float, int]:
     """(seconds, peak RSS MB, exit code) of one postermap process."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "postermap", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postermap", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
@@ -147,8 +165,11 @@ def run_stage(args: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=169_000)
-    parser.add_argument("--features-only", action="store_true",
-                        help="start from random clustered features (post-embed stages)")
+    parser.add_argument(
+        "--features-only",
+        action="store_true",
+        help="start from random clustered features (post-embed stages)",
+    )
     args = parser.parse_args()
     if args.features_only:
         root = CACHE / f"features-{args.n}"
@@ -163,8 +184,7 @@ def main() -> None:
         stages = ["ingest", *STAGES]
     rows = []
     for stage in stages:
-        command = (["ingest", str(images), "-o", str(ws)] if stage == "ingest"
-                   else [stage, str(ws)])
+        command = ["ingest", str(images), "-o", str(ws)] if stage == "ingest" else [stage, str(ws)]
         if stage == "tiles" and args.n > 300_000:
             command += ["--cell-size", "32"]
         if stage == "clean":
@@ -172,16 +192,30 @@ def main() -> None:
             # keep them on the map so every later stage handles all N images
             command.append("--keep-near-duplicates")
         seconds, rss, code = run_stage(command)
-        rows.append({"stage": stage, "seconds": seconds, "images_per_s": args.n / seconds,
-                     "peak_rss_mb": rss, "exit": code})
-        print(f"stage: {stage} seconds: {seconds:.1f} images_per_s: {args.n / seconds:.0f} "
-              f"peak_rss_mb: {rss:.0f} exit: {code}", flush=True)
+        rows.append(
+            {
+                "stage": stage,
+                "seconds": seconds,
+                "images_per_s": args.n / seconds,
+                "peak_rss_mb": rss,
+                "exit": code,
+            }
+        )
+        print(
+            f"stage: {stage} seconds: {seconds:.1f} images_per_s: {args.n / seconds:.0f} "
+            f"peak_rss_mb: {rss:.0f} exit: {code}",
+            flush=True,
+        )
         if code != 0:
             break
     total = sum(r["seconds"] for r in rows)
     print(f"total: {total:.1f} s for {args.n} images")
-    result = {"n": args.n, "features_only": args.features_only, "stages": rows,
-              "total_seconds": total}
+    result = {
+        "n": args.n,
+        "features_only": args.features_only,
+        "stages": rows,
+        "total_seconds": total,
+    }
     if rows[-1]["stage"] == "tiles" and rows[-1]["exit"] == 0:
         result["viewer"] = measure_viewer(ws / "site")
         print("viewer:", json.dumps(result["viewer"]), flush=True)

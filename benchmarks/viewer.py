@@ -28,8 +28,15 @@ from pathlib import Path
 from postermap.serve import make_server
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 # Resolves when the tile layer has nothing left to load (Leaflet's isLoading(), checked
 # from the second animation frame on, after the layer has created the new view's tiles),
@@ -85,7 +92,10 @@ def measure_viewer(site: Path) -> dict:
             page.goto(url)
             first_tile = page.wait_for_function(
                 "() => document.querySelector('img.leaflet-tile-loaded') ? "
-                "performance.now() : false", polling="raf", timeout=60_000).json_value()
+                "performance.now() : false",
+                polling="raf",
+                timeout=60_000,
+            ).json_value()
             page.wait_for_selector("body[data-ready=true]", timeout=60_000)
             page.evaluate(ALL_TILES_LOADED)
             upfront = page.evaluate("""performance.getEntriesByType('resource')
@@ -108,15 +118,20 @@ def measure_viewer(site: Path) -> dict:
         raise RuntimeError(f"page errors: {errors}")
     if hits_first < 1 or hits < 1:
         raise RuntimeError(f"search found nothing for {first_query!r} / {second_query!r}")
-    return {"images": manifest["count"], "first_tile_ms": round(first_tile),
-            "upfront_json": upfront, "upfront_json_max_mb":
-                round(max(size for _, size in upfront) / 1e6, 2),
-            "zoom_in_ms": round(zoom_in[0]), "pan_ms": round(pan[0]),
-            "full_zoom_ms": round(zoom[0]),
-            "tiles_missing": zoom_in[1] + pan[1] + zoom[1],
-            "tiles_shown": zoom_in[2] + pan[2] + zoom[2],
-            "search_first_ms": round(search_first), "search_ms": round(search, 1),
-            "search_hits": hits}
+    return {
+        "images": manifest["count"],
+        "first_tile_ms": round(first_tile),
+        "upfront_json": upfront,
+        "upfront_json_max_mb": round(max(size for _, size in upfront) / 1e6, 2),
+        "zoom_in_ms": round(zoom_in[0]),
+        "pan_ms": round(pan[0]),
+        "full_zoom_ms": round(zoom[0]),
+        "tiles_missing": zoom_in[1] + pan[1] + zoom[1],
+        "tiles_shown": zoom_in[2] + pan[2] + zoom[2],
+        "search_first_ms": round(search_first),
+        "search_ms": round(search, 1),
+        "search_hits": hits,
+    }
 
 
 def main() -> None:

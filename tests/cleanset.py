@@ -25,8 +25,28 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 W, H = 200, 300
-WORDS = ("night", "river", "last", "city", "fire", "dream", "love", "dark", "summer", "ghost",
-         "king", "road", "storm", "blue", "island", "return", "secret", "star", "wolf", "rain")
+WORDS = (
+    "night",
+    "river",
+    "last",
+    "city",
+    "fire",
+    "dream",
+    "love",
+    "dark",
+    "summer",
+    "ghost",
+    "king",
+    "road",
+    "storm",
+    "blue",
+    "island",
+    "return",
+    "secret",
+    "star",
+    "wolf",
+    "rain",
+)
 NEAR_KINDS = ("resize", "jpeg", "crop", "letterbox", "colour", "retitle")
 
 
@@ -50,8 +70,7 @@ def poster(emoji: list[Image.Image], rng: random.Random, title: str) -> Image.Im
         motif = rng.choice(emoji)
         size = rng.randint(50, 130)
         motif = motif.resize((size, size))
-        image.paste(motif, (rng.randint(-10, W - size + 10), rng.randint(20, H - size - 30)),
-                    motif)
+        image.paste(motif, (rng.randint(-10, W - size + 10), rng.randint(20, H - size - 30)), motif)
     _draw_title(image, title, rng)
     return image
 
@@ -95,7 +114,8 @@ def make_clean_set(emoji_dir: Path, out: Path, n: int = 60, seed: int = 0) -> Pa
         colour = np.array([rng.randrange(256) for _ in range(3)], np.float32)
         noise = np.random.default_rng(i).normal(0, 1.5, (H, W, 3))
         Image.fromarray(np.clip(colour + noise, 0, 255).astype(np.uint8)).save(
-            out / f"solid-{i:03d}.png")
+            out / f"solid-{i:03d}.png"
+        )
     for i in range(12):
         a = np.array([rng.randrange(256) for _ in range(3)], np.float32)
         b = np.array([rng.randrange(256) for _ in range(3)], np.float32)
@@ -112,11 +132,14 @@ def make_clean_set(emoji_dir: Path, out: Path, n: int = 60, seed: int = 0) -> Pa
         image = Image.new("RGB", (W, H), bg)
         motif = rng.choice(emoji)
         size = rng.randint(36, 90)
-        image.paste(motif.resize((size, size)), (rng.randint(10, W - size - 10),
-                                                 rng.randint(30, H - size - 60)),
-                    motif.resize((size, size)))
-        ImageDraw.Draw(image).text((12, H - 40), _title(rng), fill=(255 - bg[0], 255 - bg[1],
-                                                                    255 - bg[2]), font=_font(16))
+        image.paste(
+            motif.resize((size, size)),
+            (rng.randint(10, W - size - 10), rng.randint(30, H - size - 60)),
+            motif.resize((size, size)),
+        )
+        ImageDraw.Draw(image).text(
+            (12, H - 40), _title(rng), fill=(255 - bg[0], 255 - bg[1], 255 - bg[2]), font=_font(16)
+        )
         image.save(out / f"minimal-{i:03d}.png")
     return out
 
@@ -187,16 +210,21 @@ def evaluate(rows: list[dict]) -> dict[str, dict]:
             missed = sorted(expected - flagged)
         else:
             want = Counter(group(n) for n in expected)
-            got = Counter(group(n) for n in flagged
-                          if group(n) is not None
-                          and group(n) == group(id_to_name.get(by_name[n]["duplicate_of"])))
+            got = Counter(
+                group(n)
+                for n in flagged
+                if group(n) is not None
+                and group(n) == group(id_to_name.get(by_name[n]["duplicate_of"]))
+            )
             correct = sum(min(got[g], want[g]) for g in got)
             wrong = sorted(n for n in flagged if got[group(n)] == 0 or group(n) is None)
             missed = sorted(g for g in want if got[g] < want[g])
         metrics[status] = {
             "precision": correct / len(flagged) if flagged else 1.0,
             "recall": correct / len(expected) if expected else 1.0,
-            "flagged": len(flagged), "expected": len(expected),
-            "false_positives": wrong[:10], "missed": missed[:10],
+            "flagged": len(flagged),
+            "expected": len(expected),
+            "false_positives": wrong[:10],
+            "missed": missed[:10],
         }
     return metrics

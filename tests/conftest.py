@@ -18,8 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 EMOJI_DIR = Path(os.environ.get("POSTERMAP_EMOJI_DIR", REPO / "data" / "emoji"))
 
 
-def draw_image(path: Path, seed: int, size: tuple[int, int] = (48, 64), mode: str = "RGB",
-               fmt: str | None = None) -> Path:
+def draw_image(
+    path: Path,
+    seed: int,
+    size: tuple[int, int] = (48, 64),
+    mode: str = "RGB",
+    fmt: str | None = None,
+) -> Path:
     """A small deterministic picture: coloured background with a few shapes."""
     rng = random.Random(seed)
     image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
@@ -83,8 +88,7 @@ def emoji_subset(emoji_images: Path, dest: Path, per_category: int, seed: int = 
 
 def grid_neighbour_agreement(rows: np.ndarray, cols: np.ndarray, labels: list[str]) -> float:
     """Share of 4-neighbour cell pairs whose images carry the same label."""
-    where = {(int(r), int(c)): labels[i] for i, (r, c) in enumerate(zip(rows, cols,
-                                                                          strict=True))}
+    where = {(int(r), int(c)): labels[i] for i, (r, c) in enumerate(zip(rows, cols, strict=True))}
     same = total = 0
     for (r, c), label in where.items():
         for nb in ((r + 1, c), (r, c + 1)):

@@ -65,12 +65,14 @@ class FaultServer:
                 if kind == "404":
                     return self._send(404, b"not found", "text/plain")
                 if kind == "flaky":
-                    return self._send(500, b"oops", "text/plain") if count == 1 else \
-                        self._send(200, body)
+                    return (
+                        self._send(500, b"oops", "text/plain")
+                        if count == 1
+                        else self._send(200, body)
+                    )
                 if kind == "ratelimit":
                     if count == 1:
-                        return self._send(429, b"slow down", "text/plain",
-                                          {"Retry-After": "1"})
+                        return self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
                     return self._send(200, body)
                 if kind == "slow":
                     time.sleep(float(parse_qs(parts.query).get("s", ["2"])[0]))
@@ -87,8 +89,9 @@ class FaultServer:
                 if kind == "cut":
                     return self._send(200, body[: len(body) // 2])
                 if kind == "html":
-                    return self._send(200, b"<html><body>Poster not found</body></html>",
-                                      "text/html")
+                    return self._send(
+                        200, b"<html><body>Poster not found</body></html>", "text/html"
+                    )
                 if kind == "empty":
                     return self._send(200, b"")
                 if kind == "redirect":

@@ -1,8 +1,8 @@
 """Posters with planted tropes, for measuring clustering (benchmarks/clusters.py).
 
-    trope-T-NNN.png    trope T: the same motif, large, on posters of every palette
-    palette-P-NNN.png  palette P: the same colour scheme, unrelated random motifs
-    other-NNN.png      everything random (background of the collection)
+trope-T-NNN.png    trope T: the same motif, large, on posters of every palette
+palette-P-NNN.png  palette P: the same colour scheme, unrelated random motifs
+other-NNN.png      everything random (background of the collection)
 """
 
 from __future__ import annotations
@@ -29,8 +29,15 @@ def _paste(image: Image.Image, motif: Image.Image, size: int, rng: random.Random
     image.paste(motif, (rng.randint(0, W - size), rng.randint(0, H - size)), motif)
 
 
-def make_trope_set(emoji_dir: Path, out: Path, tropes: int = 6, palettes: int = 6,
-                   per_group: int = 25, others: int = 150, seed: int = 0) -> Path:
+def make_trope_set(
+    emoji_dir: Path,
+    out: Path,
+    tropes: int = 6,
+    palettes: int = 6,
+    per_group: int = 25,
+    others: int = 150,
+    seed: int = 0,
+) -> Path:
     rng = random.Random(seed)
     files = sorted(emoji_dir.glob("*.png"))
     pool = [Image.open(p).convert("RGBA") for p in rng.sample(files, 400)]

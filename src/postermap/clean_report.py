@@ -46,28 +46,36 @@ def write_clean_report(ws: Workspace) -> Path:
     for row in rows:
         counts[(row["status"], (row["reason"] or "").split(":")[0])] += 1
     sections = []
-    for n, (rep_id, members) in enumerate(sorted(groups.items(),
-                                                 key=lambda kv: -len(kv[1]))[:MAX_GROUPS]):
+    for n, (rep_id, members) in enumerate(
+        sorted(groups.items(), key=lambda kv: -len(kv[1]))[:MAX_GROUPS]
+    ):
         name = f"group-{n:03d}.png"
         _write_sheet(ws, out / name, [by_id[rep_id]] + members, highlight_first=True)
         kinds = ", ".join(sorted({m["status"] for m in members}))
-        sections.append(f"<h3>{html.escape(kinds)}: {len(members)} of "
-                        f"{html.escape(by_id[rep_id]['path'])}</h3><img src='{name}'>")
+        sections.append(
+            f"<h3>{html.escape(kinds)}: {len(members)} of "
+            f"{html.escape(by_id[rep_id]['path'])}</h3><img src='{name}'>"
+        )
     for reason, members in sorted(boring.items()):
         name = f"boring-{reason}.png"
         _write_sheet(ws, out / name, members[:MAX_PER_SHEET])
-        sections.append(f"<h3>boring: {html.escape(reason)} ({len(members)})</h3>"
-                        f"<img src='{name}'>")
-    table = "".join(f"<tr><td>{html.escape(s)}</td><td>{html.escape(r) or '&mdash;'}</td>"
-                    f"<td>{c:,}</td></tr>" for (s, r), c in sorted(counts.items()))
-    page = (f"<!doctype html><meta charset='utf-8'><title>postermap clean report</title>"
-            f"<style>body{{font:14px system-ui;margin:20px}}img{{max-width:100%}}"
-            f"td{{padding:2px 10px}}</style><h1>Clean report</h1>"
-            f"<p>{len(rows):,} images. Every flagged row is in <a href='clean.csv'>clean.csv"
-            f"</a>; to overrule a verdict, list its id under <code>keep</code> or "
-            f"<code>drop</code> in <code>overrides.toml</code> and re-run.</p>"
-            f"<table><tr><th>status</th><th>reason</th><th>images</th></tr>{table}</table>"
-            + "".join(sections))
+        sections.append(
+            f"<h3>boring: {html.escape(reason)} ({len(members)})</h3><img src='{name}'>"
+        )
+    table = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{html.escape(r) or '&mdash;'}</td><td>{c:,}</td></tr>"
+        for (s, r), c in sorted(counts.items())
+    )
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>postermap clean report</title>"
+        f"<style>body{{font:14px system-ui;margin:20px}}img{{max-width:100%}}"
+        f"td{{padding:2px 10px}}</style><h1>Clean report</h1>"
+        f"<p>{len(rows):,} images. Every flagged row is in <a href='clean.csv'>clean.csv"
+        f"</a>; to overrule a verdict, list its id under <code>keep</code> or "
+        f"<code>drop</code> in <code>overrides.toml</code> and re-run.</p>"
+        f"<table><tr><th>status</th><th>reason</th><th>images</th></tr>{table}</table>"
+        + "".join(sections)
+    )
     atomic_write_text(out / "clean.html", page)
     return out / "clean.html"
 
@@ -81,8 +89,9 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _write_sheet(ws: Workspace, path: Path, rows: list[dict], highlight_first: bool = False
-                 ) -> None:
+def _write_sheet(
+    ws: Workspace, path: Path, rows: list[dict], highlight_first: bool = False
+) -> None:
     per_row = 10
     lines = (len(rows) + per_row - 1) // per_row
     sheet = Image.new("RGB", (per_row * (THUMB + 8), lines * (THUMB + 22)), (255, 255, 255))
@@ -94,8 +103,9 @@ def _write_sheet(ws: Workspace, path: Path, rows: list[dict], highlight_first: b
             thumb.thumbnail((THUMB, THUMB))
             sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
         if highlight_first and i == 0:
-            draw.rectangle((x - 3, y - 3, x + THUMB + 2, y + THUMB + 2), outline=(0, 160, 0),
-                           width=3)
+            draw.rectangle(
+                (x - 3, y - 3, x + THUMB + 2, y + THUMB + 2), outline=(0, 160, 0), width=3
+            )
         label = row["id"] if len(row["id"]) <= 14 else f"{row['id'][:6]}..{row['id'][-6:]}"
         draw.text((x, y + THUMB + 4), label, fill=(60, 60, 60))
     buffer = io.BytesIO()

@@ -43,9 +43,16 @@ class ClusterInfo:
     keywords: list[str] = field(default_factory=list)
 
 
-def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
-                  min_samples: int = 8, min_cluster_size: int = 10, selection: str = "leaf",
-                  seed: int = 0) -> np.ndarray:
+def find_clusters(
+    points: np.ndarray,
+    method: str,
+    *,
+    eps: float = 1.0,
+    min_samples: int = 8,
+    min_cluster_size: int = 10,
+    selection: str = "leaf",
+    seed: int = 0,
+) -> np.ndarray:
     """Cluster labels (0.. by decreasing size, -1 noise) for ``points`` (N x D).
 
     For DBSCAN, ``eps`` is relative, so one value suits any N: in the 2-D layout it is in
@@ -76,10 +83,12 @@ def find_clusters(points: np.ndarray, method: str, *, eps: float = 1.0,
     elif method == "hdbscan":
         import fast_hdbscan
 
-        labels = fast_hdbscan.HDBSCAN(min_cluster_size=min_cluster_size,
-                                      min_samples=min_samples,
-                                      cluster_selection_method=selection,
-                                      reproducible=True).fit_predict(points)
+        labels = fast_hdbscan.HDBSCAN(
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            cluster_selection_method=selection,
+            reproducible=True,
+        ).fit_predict(points)
     else:
         raise ValueError(f"unknown clustering method {method!r}; use dbscan or hdbscan")
     return renumber_by_size(labels)
@@ -97,8 +106,13 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
     return np.array([rank.get(int(v), -1) if v >= 0 else -1 for v in labels], dtype=np.int32)
 
 
-def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarray,
-                      seed: int = 0, rows: np.ndarray | None = None) -> list[ClusterInfo]:
+def describe_clusters(
+    labels: np.ndarray,
+    features: np.ndarray,
+    colour: np.ndarray,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
+) -> list[ClusterInfo]:
     """Size, cohesions and interestingness of every cluster, ranked best first.
 
     ``features[rows]`` (all rows if None) are the members' CNN features; ``features`` may
@@ -114,8 +128,9 @@ def describe_clusters(labels: np.ndarray, features: np.ndarray, colour: np.ndarr
     colour_sum = group_sums(c, None, labels, n_groups)
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(labels), min(len(labels), 1000), replace=False))
-    base_f = _random_cohesion(normalise(features[picked if rows is None
-                                             else np.asarray(rows)[picked]]), seed)
+    base_f = _random_cohesion(
+        normalise(features[picked if rows is None else np.asarray(rows)[picked]]), seed
+    )
     base_c = _random_cohesion(c, seed)
     out = []
     for label in np.nonzero(sizes)[0].tolist():
@@ -138,12 +153,17 @@ def cluster_members(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
     ordered = labels[order]
     found, starts = np.unique(ordered, return_index=True)
     ends = np.append(starts[1:], len(ordered))
-    return [(int(k), order[a:b]) for k, a, b in zip(found, starts, ends, strict=True)
-            if k >= 0]
+    return [(int(k), order[a:b]) for k, a, b in zip(found, starts, ends, strict=True) if k >= 0]
 
 
-def imagenet_names(labels: np.ndarray, features: np.ndarray, classify, class_names: list[str],
-                   top: int = 3, rows: np.ndarray | None = None) -> dict[int, list[str]]:
+def imagenet_names(
+    labels: np.ndarray,
+    features: np.ndarray,
+    classify,
+    class_names: list[str],
+    top: int = 3,
+    rows: np.ndarray | None = None,
+) -> dict[int, list[str]]:
     """Per cluster, the classes with the highest mean probability over its members.
 
     ``classify`` maps raw feature rows to class probabilities; it is applied to
@@ -154,8 +174,10 @@ def imagenet_names(labels: np.ndarray, features: np.ndarray, classify, class_nam
     n_groups = int(labels.max()) + 1 if len(labels) else 0
     sizes = np.bincount(labels[labels >= 0], minlength=n_groups)
     sums = group_sums(features, rows, labels, n_groups, transform=classify, unit=False)
-    return {label: [class_names[i] for i in np.argsort(-sums[label])[:top]]
-            for label in np.nonzero(sizes)[0].tolist()}
+    return {
+        label: [class_names[i] for i in np.argsort(-sums[label])[:top]]
+        for label in np.nonzero(sizes)[0].tolist()
+    }
 
 
 def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[int, list[str]]:
@@ -171,8 +193,9 @@ def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[
         docs[label] = " ".join(titles[i] for i in members.tolist() if titles[i])
     if not any(docs):
         return {}
-    vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b[^\W\d_]{3,}\b", stop_words="english",
-                                 sublinear_tf=True)
+    vectorizer = TfidfVectorizer(
+        token_pattern=r"(?u)\b[^\W\d_]{3,}\b", stop_words="english", sublinear_tf=True
+    )
     try:
         matrix = vectorizer.fit_transform(docs)
     except ValueError:  # every document empty after stop words
@@ -201,13 +224,17 @@ def _cohesion(unit_rows: np.ndarray) -> float:
     return float(np.linalg.norm(unit_rows.sum(axis=0))) / max(len(unit_rows), 1)
 
 
-def _random_cohesion(unit_rows: np.ndarray, seed: int, size: int = 50, draws: int = 20
-                     ) -> float:
+def _random_cohesion(unit_rows: np.ndarray, seed: int, size: int = 50, draws: int = 20) -> float:
     rng = np.random.default_rng(seed)
     size = min(size, len(unit_rows))
-    return float(np.mean([_cohesion(unit_rows[rng.choice(len(unit_rows), size,
-                                                         replace=False)])
-                          for _ in range(draws)]))
+    return float(
+        np.mean(
+            [
+                _cohesion(unit_rows[rng.choice(len(unit_rows), size, replace=False)])
+                for _ in range(draws)
+            ]
+        )
+    )
 
 
 def _rescale(value: float, baseline: float) -> float:

@@ -30,8 +30,10 @@ def read_toml(path: Path, allowed: set[str] | None = None) -> dict[str, Any]:
         raise SettingsError(f"{path}: not valid TOML: {err}") from err
     unknown = set(data) - allowed if allowed is not None else set()
     if unknown:
-        raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                            f"expected: {', '.join(sorted(allowed))}")
+        raise SettingsError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected: {', '.join(sorted(allowed))}"
+        )
     return data
 
 
@@ -88,27 +90,43 @@ class Settings:
     background: str = "#202124"
 
     def __post_init__(self) -> None:
-        positive = ("max_pixels", "thumb_size", "workers", "concurrency", "per_host",
-                    "timeout", "max_bytes", "batch_size", "shard_size",
-                    "pca_dims", "grid_exact_max", "dbscan_min_samples", "cell_size",
-                    "min_cluster_size")
+        positive = (
+            "max_pixels",
+            "thumb_size",
+            "workers",
+            "concurrency",
+            "per_host",
+            "timeout",
+            "max_bytes",
+            "batch_size",
+            "shard_size",
+            "pca_dims",
+            "grid_exact_max",
+            "dbscan_min_samples",
+            "cell_size",
+            "min_cluster_size",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0 < self.near_cosine <= 1:
             raise SettingsError(f"near_cosine must be in (0, 1], got {self.near_cosine}")
         if not 0 <= self.near_phash <= 64:
-            raise SettingsError(f"near_phash counts bits of a 64-bit hash (0..64), got "
-                                f"{self.near_phash}")
+            raise SettingsError(
+                f"near_phash counts bits of a 64-bit hash (0..64), got {self.near_phash}"
+            )
         if self.cluster_method not in ("hdbscan", "dbscan"):
-            raise SettingsError(f"cluster_method must be hdbscan or dbscan, got "
-                                f"{self.cluster_method!r}")
+            raise SettingsError(
+                f"cluster_method must be hdbscan or dbscan, got {self.cluster_method!r}"
+            )
         if self.hdbscan_selection not in ("leaf", "eom"):
-            raise SettingsError(f"hdbscan_selection must be leaf or eom, got "
-                                f"{self.hdbscan_selection!r}")
+            raise SettingsError(
+                f"hdbscan_selection must be leaf or eom, got {self.hdbscan_selection!r}"
+            )
         if self.cluster_space not in ("layout", "embedding"):
-            raise SettingsError(f"cluster_space must be layout or embedding, got "
-                                f"{self.cluster_space!r}")
+            raise SettingsError(
+                f"cluster_space must be layout or embedding, got {self.cluster_space!r}"
+            )
         if self.retries < 0:
             raise SettingsError(f"retries must be >= 0, got {self.retries}")
         if not 1 <= self.tile_quality <= 100:
@@ -116,8 +134,9 @@ class Settings:
         if self.perplexity <= 1:
             raise SettingsError(f"perplexity must be > 1, got {self.perplexity}")
         if not 0 < self.dbscan_eps <= 20:
-            raise SettingsError(f"dbscan_eps is in mean image spacings (0..20], got "
-                                f"{self.dbscan_eps}")
+            raise SettingsError(
+                f"dbscan_eps is in mean image spacings (0..20], got {self.dbscan_eps}"
+            )
         if not (self.background.startswith("#") and len(self.background) == 7):
             raise SettingsError(f"background must look like #rrggbb, got {self.background!r}")
         if self.cell_size < 16 or self.cell_size > 1024:
@@ -138,13 +157,16 @@ class Settings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SettingsError(f"{origin}: unknown setting(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(sorted(known))}")
+            raise SettingsError(
+                f"{origin}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     @classmethod
-    def load(cls, toml_path: Path | None = None, base: Settings | None = None,
-             **overrides: Any) -> Settings:
+    def load(
+        cls, toml_path: Path | None = None, base: Settings | None = None, **overrides: Any
+    ) -> Settings:
         """Defaults (or ``base``), then a TOML file, then explicit overrides (None = unset)."""
         values = dataclasses.asdict(base) if base is not None else {}
         if toml_path is not None:

@@ -59,8 +59,10 @@ def read_curation(path: Path) -> Curation:
         k = int(key)
         bad = set(edits) - KEYS
         if bad:
-            raise SettingsError(f"{path}: [clusters.{k}] unknown key(s) "
-                                f"{', '.join(sorted(bad))}; use {', '.join(sorted(KEYS))}")
+            raise SettingsError(
+                f"{path}: [clusters.{k}] unknown key(s) "
+                f"{', '.join(sorted(bad))}; use {', '.join(sorted(KEYS))}"
+            )
         if "name" in edits:
             curation.names[k] = str(edits["name"])
         if edits.get("drop"):
@@ -78,9 +80,17 @@ def read_curation(path: Path) -> Curation:
 
 def curation_fingerprint(ws: Workspace, settings: Settings) -> str:
     curation = read_curation(ws.root / FILE_NAME)
-    payload = json.dumps({"names": curation.names, "drop": sorted(curation.drop),
-                          "merge": curation.merge, "add": curation.add,
-                          "remove": curation.remove}, sort_keys=True, default=str)
+    payload = json.dumps(
+        {
+            "names": curation.names,
+            "drop": sorted(curation.drop),
+            "merge": curation.merge,
+            "add": curation.add,
+            "remove": curation.remove,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -88,11 +98,20 @@ def apply_curation(labels: np.ndarray, ids: list[str], curation: Curation) -> np
     """Labels after merges, drops, removals and additions (cluster numbers are kept)."""
     out = labels.copy()
     known = set(np.unique(labels[labels >= 0]).tolist())
-    for k in sorted(set(curation.merge) | curation.drop | set(curation.add)
-                    | set(curation.remove) | set(curation.names)):
+    for k in sorted(
+        set(curation.merge)
+        | curation.drop
+        | set(curation.add)
+        | set(curation.remove)
+        | set(curation.names)
+    ):
         if k not in known:
-            log.warning("%s: there is no cluster %d (clusters: 0..%d)", FILE_NAME, k,
-                        max(known) if known else -1)
+            log.warning(
+                "%s: there is no cluster %d (clusters: 0..%d)",
+                FILE_NAME,
+                k,
+                max(known) if known else -1,
+            )
     for source, target in curation.merge.items():
         out[labels == source] = target
     for k in curation.drop:
@@ -105,8 +124,13 @@ def apply_curation(labels: np.ndarray, ids: list[str], curation: Curation) -> np
     for k, members in curation.add.items():
         missing = [m for m in members if m not in index]
         if missing:
-            log.warning("%s: cannot add %d id(s) to cluster %d, they are not on the map: %s",
-                        FILE_NAME, len(missing), k, ", ".join(missing[:5]))
+            log.warning(
+                "%s: cannot add %d id(s) to cluster %d, they are not on the map: %s",
+                FILE_NAME,
+                len(missing),
+                k,
+                ", ".join(missing[:5]),
+            )
         for image_id in members:
             if image_id in index:
                 out[index[image_id]] = k

@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 EMOJI_PACKAGE = "emoji-datasource-google"
 EMOJI_VERSION = "16.0.0"
-SKIN_TONES = {"1F3FB": "light skin tone", "1F3FC": "medium-light skin tone",
-              "1F3FD": "medium skin tone", "1F3FE": "medium-dark skin tone",
-              "1F3FF": "dark skin tone"}
+SKIN_TONES = {
+    "1F3FB": "light skin tone",
+    "1F3FC": "medium-light skin tone",
+    "1F3FD": "medium skin tone",
+    "1F3FE": "medium-dark skin tone",
+    "1F3FF": "dark skin tone",
+}
 
 
 class DatasetError(RuntimeError):
@@ -57,10 +61,15 @@ def fetch_emoji(dest: Path, cache_dir: Path | None = None) -> Path:
                 if member is None:
                     raise DatasetError(f"{tarball}: missing image {image}")
                 (tmp / image).write_bytes(member.read())
-                rows.append({"filename": image, "title": title,
-                             "category": entry["category"],
-                             "subcategory": entry["subcategory"],
-                             "short_name": entry["short_name"]})
+                rows.append(
+                    {
+                        "filename": image,
+                        "title": title,
+                        "category": entry["category"],
+                        "subcategory": entry["subcategory"],
+                        "short_name": entry["short_name"],
+                    }
+                )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -88,19 +97,33 @@ def _npm_pack(cache_dir: Path) -> Path:
     if tarball.exists():
         return tarball
     if shutil.which("npm") is None:
-        raise DatasetError("npm is not installed; it is needed once to fetch the default "
-                           "image set (apt-get install npm)")
+        raise DatasetError(
+            "npm is not installed; it is needed once to fetch the default "
+            "image set (apt-get install npm)"
+        )
     with atomic_path(tarball) as tmp:
         work = tmp.parent / f".tmp-npm-{EMOJI_VERSION}"
         work.mkdir(exist_ok=True)
         try:
             result = subprocess.run(
-                ["npm", "pack", "--silent", f"{EMOJI_PACKAGE}@{EMOJI_VERSION}",
-                 "--pack-destination", str(work)],
-                capture_output=True, text=True, check=False, timeout=600)
+                [
+                    "npm",
+                    "pack",
+                    "--silent",
+                    f"{EMOJI_PACKAGE}@{EMOJI_VERSION}",
+                    "--pack-destination",
+                    str(work),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            )
             if result.returncode != 0:
-                raise DatasetError(f"npm pack {EMOJI_PACKAGE}@{EMOJI_VERSION} failed: "
-                                   f"{result.stderr.strip() or result.stdout.strip()}")
+                raise DatasetError(
+                    f"npm pack {EMOJI_PACKAGE}@{EMOJI_VERSION} failed: "
+                    f"{result.stderr.strip() or result.stdout.strip()}"
+                )
             (work / tarball.name).replace(tmp)
         finally:
             shutil.rmtree(work, ignore_errors=True)

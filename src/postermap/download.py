@@ -37,10 +37,27 @@ from postermap.workspace import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TRANSIENT_ERRORS = frozenset({"timeout", "connection_error", "truncated", "http_408",
-                              "http_429", "http_500", "http_502", "http_503", "http_504"})
-FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bmp": ".bmp",
-                 "tiff": ".tif"}
+TRANSIENT_ERRORS = frozenset(
+    {
+        "timeout",
+        "connection_error",
+        "truncated",
+        "http_408",
+        "http_429",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+    }
+)
+FORMAT_SUFFIX = {
+    "jpeg": ".jpg",
+    "png": ".png",
+    "gif": ".gif",
+    "webp": ".webp",
+    "bmp": ".bmp",
+    "tiff": ".tif",
+}
 
 
 @dataclass(frozen=True)
@@ -94,31 +111,43 @@ class Downloader:
                 try:
                     result = DownloadResult(**json.loads(line))
                 except (json.JSONDecodeError, TypeError):
-                    log.warning("%s line %d is incomplete (killed mid-write?); that URL will "
-                                "be fetched again", self.journal_path, number)
+                    log.warning(
+                        "%s line %d is incomplete (killed mid-write?); that URL will "
+                        "be fetched again",
+                        self.journal_path,
+                        number,
+                    )
                     continue
                 if result.status == "ok" and not (self.store / (result.file or "")).is_file():
                     continue
-                if (result.status == "failed" and self.options.retry_failed
-                        and result.error in TRANSIENT_ERRORS):
+                if (
+                    result.status == "failed"
+                    and self.options.retry_failed
+                    and result.error in TRANSIENT_ERRORS
+                ):
                     continue
                 done[result.url] = result
         return done
 
-    def run(self, urls: Iterable[str], on_result: Callable[[DownloadResult], None] | None = None
-            ) -> dict[str, DownloadResult]:
+    def run(
+        self, urls: Iterable[str], on_result: Callable[[DownloadResult], None] | None = None
+    ) -> dict[str, DownloadResult]:
         """Fetch every URL not finished yet; returns results for all of them."""
         return asyncio.run(self.run_async(list(dict.fromkeys(urls)), on_result))
 
-    async def run_async(self, urls: list[str],
-                        on_result: Callable[[DownloadResult], None] | None = None
-                        ) -> dict[str, DownloadResult]:
+    async def run_async(
+        self, urls: list[str], on_result: Callable[[DownloadResult], None] | None = None
+    ) -> dict[str, DownloadResult]:
         self.store.mkdir(parents=True, exist_ok=True)
         results = self.finished()
         todo = [u for u in urls if u not in results]
         if len(todo) < len(urls):
-            log.info("download: %d of %d URLs already done, %d to fetch",
-                     len(urls) - len(todo), len(urls), len(todo))
+            log.info(
+                "download: %d of %d URLs already done, %d to fetch",
+                len(urls) - len(todo),
+                len(urls),
+                len(todo),
+            )
         for url in urls:
             if url in results and on_result is not None:
                 on_result(results[url])
@@ -130,13 +159,17 @@ class Downloader:
             queue.put_nowait(url)
         hosts: dict[str, asyncio.Semaphore] = {}
         timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
-        limits = httpx.Limits(max_connections=opts.concurrency,
-                              max_keepalive_connections=opts.concurrency)
+        limits = httpx.Limits(
+            max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency
+        )
         with open(self.journal_path, "a", encoding="utf-8") as journal:
-            async with httpx.AsyncClient(timeout=timeout, limits=limits,
-                                         follow_redirects=True,
-                                         max_redirects=opts.max_redirects,
-                                         headers={"User-Agent": opts.user_agent}) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout,
+                limits=limits,
+                follow_redirects=True,
+                max_redirects=opts.max_redirects,
+                headers={"User-Agent": opts.user_agent},
+            ) as client:
 
                 async def worker() -> None:
                     while True:
@@ -154,8 +187,7 @@ class Downloader:
                         if on_result is not None:
                             on_result(result)
 
-                await asyncio.gather(*(worker() for _ in range(min(opts.concurrency,
-                                                                     len(todo)))))
+                await asyncio.gather(*(worker() for _ in range(min(opts.concurrency, len(todo)))))
         return results
 
     async def fetch(self, client: httpx.AsyncClient, url: str) -> DownloadResult:
@@ -172,8 +204,9 @@ class Downloader:
                 return result
             if attempt < opts.retries:
                 wait = self._wait(attempt, result)
-                log.debug("download: %s %s, retry %d in %.2fs", url, result.error,
-                          attempt + 1, wait)
+                log.debug(
+                    "download: %s %s, retry %d in %.2fs", url, result.error, attempt + 1, wait
+                )
                 await asyncio.sleep(wait)
         return result
 
@@ -183,22 +216,34 @@ class Downloader:
             async with client.stream("GET", url) as response:
                 if response.status_code != 200:
                     code = response.status_code
-                    return DownloadResult(url, "failed", f"http_{code}",
-                                          f"HTTP {code} {response.reason_phrase}",
-                                          http_status=code,
-                                          retry_after=response.headers.get("Retry-After"))
+                    return DownloadResult(
+                        url,
+                        "failed",
+                        f"http_{code}",
+                        f"HTTP {code} {response.reason_phrase}",
+                        http_status=code,
+                        retry_after=response.headers.get("Retry-After"),
+                    )
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > opts.max_bytes:
-                    return DownloadResult(url, "failed", "too_large",
-                                          f"Content-Length {declared} > max_bytes "
-                                          f"{opts.max_bytes}", http_status=200)
+                    return DownloadResult(
+                        url,
+                        "failed",
+                        "too_large",
+                        f"Content-Length {declared} > max_bytes {opts.max_bytes}",
+                        http_status=200,
+                    )
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)
                     if len(body) > opts.max_bytes:
-                        return DownloadResult(url, "failed", "too_large",
-                                              f"body exceeds max_bytes {opts.max_bytes}",
-                                              http_status=200)
+                        return DownloadResult(
+                            url,
+                            "failed",
+                            "too_large",
+                            f"body exceeds max_bytes {opts.max_bytes}",
+                            http_status=200,
+                        )
         except httpx.TooManyRedirects as err:
             return DownloadResult(url, "failed", "redirect_loop", str(err))
         except httpx.TimeoutException as err:
@@ -208,22 +253,27 @@ class Downloader:
         except httpx.UnsupportedProtocol as err:
             return DownloadResult(url, "failed", "bad_scheme", str(err))
         except httpx.TransportError as err:
-            return DownloadResult(url, "failed", "connection_error",
-                                  f"{type(err).__name__}: {err}")
+            return DownloadResult(url, "failed", "connection_error", f"{type(err).__name__}: {err}")
         data = bytes(body)
         fmt, problem = sniff_image(data)
         if problem is not None:
             kind = response.headers.get("Content-Type", "unknown type")
-            return DownloadResult(url, "failed", problem,
-                                  f"{len(data)} bytes of {kind}", http_status=200,
-                                  bytes=len(data))
+            return DownloadResult(
+                url,
+                "failed",
+                problem,
+                f"{len(data)} bytes of {kind}",
+                http_status=200,
+                bytes=len(data),
+            )
         chash = content_hash(data)
         name = f"{chash[:2]}/{chash}{FORMAT_SUFFIX.get(fmt or '', '.img')}"
         target = self.store / name
         if not target.exists():
             atomic_write_bytes(target, data)
-        return DownloadResult(url, "ok", file=name, content_hash=chash, http_status=200,
-                              bytes=len(data))
+        return DownloadResult(
+            url, "ok", file=name, content_hash=chash, http_status=200, bytes=len(data)
+        )
 
     def _wait(self, attempt: int, result: DownloadResult) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After if it gave one."""
@@ -231,7 +281,7 @@ class Downloader:
         retry_after = parse_retry_after(result.retry_after)
         if retry_after is not None:
             return min(retry_after, opts.max_backoff)
-        return random.uniform(0, min(opts.max_backoff, opts.backoff * 2 ** attempt))
+        return random.uniform(0, min(opts.max_backoff, opts.backoff * 2**attempt))
 
 
 def check_url(url: str) -> tuple[str, str] | None:

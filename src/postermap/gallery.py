@@ -24,8 +24,10 @@ def write_gallery(ws: Workspace) -> Path:
     out = ws.root / "report" / "clusters"
     clusters = load_clusters(ws)
     table = read_table(ws, "cluster").to_pydict()
-    ingest = {r["id"]: r for r in read_table(ws, "ingest").select(
-        ["id", "content_hash", "title"]).to_pylist()}
+    ingest = {
+        r["id"]: r
+        for r in read_table(ws, "ingest").select(["id", "content_hash", "title"]).to_pylist()
+    }
     ids, _ = load_layout(ws)
     order = {image_id: i for i, image_id in enumerate(ids.tolist())}
     members: dict[int, list[str]] = {}
@@ -42,12 +44,14 @@ def write_gallery(ws: Workspace) -> Path:
             f"{info['id']}, named from {html.escape(info['provenance'])})</small></h2>"
             f"<p>CNN cohesion {info['cnn_cohesion']:.2f}, colour cohesion "
             f"{info['colour_cohesion']:.2f}; ImageNet: {html.escape(', '.join(info['imagenet']))}"
-            f"</p><img src='{name}' alt=''></section>")
-    page = ("<!doctype html><meta charset='utf-8'><title>postermap clusters</title>"
-            "<style>body{font:14px system-ui;margin:20px}img{max-width:100%}"
-            "small{color:#666}</style><h1>Clusters, most interesting first</h1>"
-            "<p>Rename, drop or merge clusters in <code>clusters.toml</code>.</p>"
-            + "".join(sections))
+            f"</p><img src='{name}' alt=''></section>"
+        )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>postermap clusters</title>"
+        "<style>body{font:14px system-ui;margin:20px}img{max-width:100%}"
+        "small{color:#666}</style><h1>Clusters, most interesting first</h1>"
+        "<p>Rename, drop or merge clusters in <code>clusters.toml</code>.</p>" + "".join(sections)
+    )
     atomic_write_text(out / "index.html", page)
     return out / "index.html"
 
@@ -69,8 +73,10 @@ def _sheet(ws: Workspace, path: Path, hashes: list[str]) -> None:
 
 def cluster_table_rows(ws: Workspace) -> list[tuple[int, str, int, float, str]]:
     """(rank, name, size, score, provenance) for the CLI table."""
-    return [(rank, c["name"], c["size"], c["score"], c["provenance"])
-            for rank, c in enumerate(load_clusters(ws), start=1)]
+    return [
+        (rank, c["name"], c["size"], c["score"], c["provenance"])
+        for rank, c in enumerate(load_clusters(ws), start=1)
+    ]
 
 
 def similar_for_id(ws: Workspace, image_id: str, k: int) -> list[tuple[str, float]]:
@@ -83,12 +89,16 @@ def similar_for_id(ws: Workspace, image_id: str, k: int) -> list[tuple[str, floa
         raise KeyError(image_id)
     neighbours, scores = load_neighbours(ws)
     row = id_list.index(image_id)
-    return [(id_list[j], float(s)) for j, s in zip(neighbours[row][:k], scores[row][:k],
-                                                    strict=True) if j >= 0]
+    return [
+        (id_list[j], float(s))
+        for j, s in zip(neighbours[row][:k], scores[row][:k], strict=True)
+        if j >= 0
+    ]
 
 
-def similar_for_file(ws: Workspace, path: Path, model: str, thumb_size: int, k: int
-                     ) -> list[tuple[str, float]]:
+def similar_for_file(
+    ws: Workspace, path: Path, model: str, thumb_size: int, k: int
+) -> list[tuple[str, float]]:
     """The k most similar images on the map to any image file, embedded now the way the
     pipeline embeds (through the same JPEG thumbnail), so a copy of an image on the map
     finds it with similarity ~1."""

@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 #: Decoder errors that mean "this file is not a usable image" rather than a bug of ours.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError)
 
@@ -56,8 +54,9 @@ def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Ima
     return decode_image(source, max_pixels)[0]
 
 
-def decode_image(source: Path | bytes, max_pixels: int = 120_000_000,
-                 at_least: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def decode_image(
+    source: Path | bytes, max_pixels: int = 120_000_000, at_least: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
     """Like :func:`load_image`, plus the file's own (width, height).
 
     With ``at_least``, a JPEG is decoded at the smallest of 1/1, 1/2, 1/4, 1/8 scale whose
@@ -82,8 +81,9 @@ def decode_image(source: Path | bytes, max_pixels: int = 120_000_000,
                 image.seek(0)
                 if at_least is not None and image.format == "JPEG":
                     scale = at_least / max(width, height)
-                    image.draft("RGB", (max(1, math.ceil(width * scale)),
-                                        max(1, math.ceil(height * scale))))
+                    image.draft(
+                        "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+                    )
                 image.load()
                 return flatten_to_rgb(image), (width, height)
     except ImageLoadError:
@@ -94,8 +94,9 @@ def decode_image(source: Path | bytes, max_pixels: int = 120_000_000,
         raise ImageLoadError(reason, f"{type(err).__name__}: {message}") from err
 
 
-def flatten_to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
-                   ) -> Image.Image:
+def flatten_to_rgb(
+    image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
     """RGB copy of ``image``; any alpha (including palette transparency) over ``background``."""
     if image.mode == "RGB":
         return image.copy()
@@ -175,8 +176,7 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 STATS_VERSION = 6
 
 
-def image_stats(image: Image.Image, full: Image.Image | None = None
-                ) -> dict[str, float | str]:
+def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str, float | str]:
     """Cheap measurements the clean stage judges "boring" images and near duplicates by.
 
     ``image`` may be the thumbnail (every measure but ``row_repeat`` works on small copies
@@ -237,8 +237,11 @@ def trim_borders(image: Image.Image, tolerance: int = 12) -> Image.Image:
     from PIL import ImageChops
 
     background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
-    diff = ImageChops.difference(image, background).convert("L").point(
-        lambda v: 255 if v > tolerance else 0)
+    diff = (
+        ImageChops.difference(image, background)
+        .convert("L")
+        .point(lambda v: 255 if v > tolerance else 0)
+    )
     box = diff.getbbox()
     if box is None:
         return image

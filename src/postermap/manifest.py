@@ -17,8 +17,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = {".csv", ".tsv", ".parquet", ".jsonl", ".ndjson"}
-URL_CANDIDATES = ("url", "image_url", "poster_url", "img_url", "image", "poster", "src",
-                  "link", "href")
+URL_CANDIDATES = (
+    "url",
+    "image_url",
+    "poster_url",
+    "img_url",
+    "image",
+    "poster",
+    "src",
+    "link",
+    "href",
+)
 TITLE_CANDIDATES = ("title", "name", "caption", "label")
 ID_CANDIDATES = ("id", "key", "image_id", "imdb_id", "poster_id")
 
@@ -52,13 +61,19 @@ def is_manifest(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
 
 
-def read_manifest(path: Path, url_column: str | None = None, title_column: str | None = None,
-                  id_column: str | None = None) -> Manifest:
+def read_manifest(
+    path: Path,
+    url_column: str | None = None,
+    title_column: str | None = None,
+    id_column: str | None = None,
+) -> Manifest:
     """Read ``path`` and resolve the column roles (explicit names win over detection)."""
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
-        raise ManifestError(f"{path}: unknown manifest type {suffix!r}; use one of "
-                            f"{', '.join(sorted(MANIFEST_SUFFIXES))}")
+        raise ManifestError(
+            f"{path}: unknown manifest type {suffix!r}; use one of "
+            f"{', '.join(sorted(MANIFEST_SUFFIXES))}"
+        )
     if suffix in (".csv", ".tsv"):
         columns, records = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
     elif suffix == ".parquet":
@@ -74,16 +89,26 @@ def read_manifest(path: Path, url_column: str | None = None, title_column: str |
         url = (record.get(url_col) or "").strip() or None
         if error is None and url is None:
             error = f"no_url: line {line} has an empty '{url_col}'"
-        rows.append(ManifestRow(
-            line=line, url=url,
-            title=(record.get(title_col) or None) if title_col else None,
-            key=(record.get(id_col) or None) if id_col else None,
-            metadata={k: v for k, v in record.items() if k not in roles and v not in (None, "")},
-            error=error))
+        rows.append(
+            ManifestRow(
+                line=line,
+                url=url,
+                title=(record.get(title_col) or None) if title_col else None,
+                key=(record.get(id_col) or None) if id_col else None,
+                metadata={
+                    k: v for k, v in record.items() if k not in roles and v not in (None, "")
+                },
+                error=error,
+            )
+        )
     bad = sum(1 for r in rows if r.error)
     if bad:
-        log.warning("%s: %d of %d rows cannot be fetched (see their reason in the catalog)",
-                    path, bad, len(rows))
+        log.warning(
+            "%s: %d of %d rows cannot be fetched (see their reason in the catalog)",
+            path,
+            bad,
+            len(rows),
+        )
     return Manifest(path, url_col, title_col, id_col, rows)
 
 
@@ -107,8 +132,10 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[Record]
                 record = dict(zip(header, fields, strict=False))
                 error = None
                 if len(fields) != len(header):
-                    error = (f"malformed_row: line {line} has {len(fields)} fields, the header "
-                             f"has {len(header)}")
+                    error = (
+                        f"malformed_row: line {line} has {len(fields)} fields, the header "
+                        f"has {len(header)}"
+                    )
                 records.append((line, record, error))
         except csv.Error as err:
             raise ManifestError(f"{path} line {reader.line_num}: {err}") from err
@@ -119,8 +146,10 @@ def _read_parquet(path: Path) -> tuple[list[str], list[Record]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    records = [(i + 1, {k: None if v is None else str(v) for k, v in row.items()}, None)
-               for i, row in enumerate(table.to_pylist())]
+    records = [
+        (i + 1, {k: None if v is None else str(v) for k, v in row.items()}, None)
+        for i, row in enumerate(table.to_pylist())
+    ]
     return table.column_names, records
 
 
@@ -145,12 +174,21 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[Record]]:
     return list(columns), records
 
 
-def _resolve(path: Path, role: str, given: str | None, candidates: tuple[str, ...],
-             columns: list[str], records: list[Record], required: bool = False) -> str | None:
+def _resolve(
+    path: Path,
+    role: str,
+    given: str | None,
+    candidates: tuple[str, ...],
+    columns: list[str],
+    records: list[Record],
+    required: bool = False,
+) -> str | None:
     if given is not None:
         if given not in columns:
-            raise ManifestError(f"{path}: no column named {given!r} for the {role}; columns: "
-                                f"{', '.join(columns) or 'none'}")
+            raise ManifestError(
+                f"{path}: no column named {given!r} for the {role}; columns: "
+                f"{', '.join(columns) or 'none'}"
+            )
         return given
     lowered = {c.lower(): c for c in columns}
     for name in candidates:
@@ -168,6 +206,8 @@ def _resolve(path: Path, role: str, given: str | None, candidates: tuple[str, ..
         if best is not None and best_share >= 0.5:
             return best
     if required:
-        raise ManifestError(f"{path}: cannot tell which column holds the image URLs (columns: "
-                            f"{', '.join(columns) or 'none'}); pass --url-column")
+        raise ManifestError(
+            f"{path}: cannot tell which column holds the image URLs (columns: "
+            f"{', '.join(columns) or 'none'}); pass --url-column"
+        )
     return None

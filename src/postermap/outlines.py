@@ -28,9 +28,8 @@ def cluster_outlines(labels: np.ndarray) -> dict[int, list[list[Point]]]:
     for label, cells in cluster_members(labels.ravel()):
         rows_of, cols_of = cells // cols, cells % cols
         r0, c0 = int(rows_of.min()), int(cols_of.min())
-        box = labels[r0:int(rows_of.max()) + 1, c0:int(cols_of.max()) + 1]
-        out[label] = [[(r + r0, c + c0) for r, c in ring]
-                      for ring in region_rings(box == label)]
+        box = labels[r0 : int(rows_of.max()) + 1, c0 : int(cols_of.max()) + 1]
+        out[label] = [[(r + r0, c + c0) for r, c in ring] for ring in region_rings(box == label)]
     return out
 
 
@@ -41,10 +40,10 @@ def region_rings(mask: np.ndarray) -> list[list[Point]]:
     nexts: dict[Point, list[Point]] = defaultdict(list)
     # For each side of each member cell whose neighbour is not a member, one directed edge.
     sides = [
-        (padded[:-2, 1:-1], (0, 0), (0, 1)),   # top: neighbour above missing
-        (padded[1:-1, 2:], (0, 1), (1, 1)),    # right
-        (padded[2:, 1:-1], (1, 1), (1, 0)),    # bottom
-        (padded[1:-1, :-2], (1, 0), (0, 0)),   # left
+        (padded[:-2, 1:-1], (0, 0), (0, 1)),  # top: neighbour above missing
+        (padded[1:-1, 2:], (0, 1), (1, 1)),  # right
+        (padded[2:, 1:-1], (1, 1), (1, 0)),  # bottom
+        (padded[1:-1, :-2], (1, 0), (0, 0)),  # left
     ]
     for neighbour, start, end in sides:
         rs, cs = np.nonzero(inner & ~neighbour)

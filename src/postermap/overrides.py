@@ -57,8 +57,9 @@ def overrides_fingerprint(ws: Workspace, settings: Settings) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def apply_overrides(rows: list[dict], verdicts: dict[str, Verdict], overrides: Overrides
-                    ) -> dict[str, Verdict]:
+def apply_overrides(
+    rows: list[dict], verdicts: dict[str, Verdict], overrides: Overrides
+) -> dict[str, Verdict]:
     """Verdicts with the user's keep/drop applied (a new dict; ``verdicts`` is untouched)."""
     from postermap.stages.clean import Verdict
 
@@ -66,18 +67,31 @@ def apply_overrides(rows: list[dict], verdicts: dict[str, Verdict], overrides: O
     by_id = {row["id"]: row for row in rows}
     unknown = sorted((overrides.keep | overrides.drop) - set(by_id))
     if unknown:
-        log.warning("%s: %d id(s) not in the catalog: %s", FILE_NAME, len(unknown),
-                    ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+        log.warning(
+            "%s: %d id(s) not in the catalog: %s",
+            FILE_NAME,
+            len(unknown),
+            ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""),
+        )
     for image_id in sorted(overrides.keep & set(by_id)):
         row = by_id[image_id]
         if row["status"] != "ok":
-            log.warning("%s: cannot keep %s, it is %s (%s)", FILE_NAME, image_id,
-                        row["status"], row["reason"])
+            log.warning(
+                "%s: cannot keep %s, it is %s (%s)",
+                FILE_NAME,
+                image_id,
+                row["status"],
+                row["reason"],
+            )
             continue
         was = out.get(image_id)
         if was is not None and was.status != "ok":
-            out[image_id] = Verdict("ok", f"kept by {FILE_NAME} (was {was.status}: "
-                                          f"{was.reason})", was.duplicate_of, was.similarity)
+            out[image_id] = Verdict(
+                "ok",
+                f"kept by {FILE_NAME} (was {was.status}: {was.reason})",
+                was.duplicate_of,
+                was.similarity,
+            )
     for image_id in sorted(overrides.drop & set(by_id)):
         out[image_id] = Verdict("boring", f"user_drop: dropped by {FILE_NAME}")
     return out

@@ -58,8 +58,16 @@ def stages() -> list[Stage]:
     """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
     from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
 
-    return [ingest.STAGE, embed.STAGE, clean.STAGE, reduce.STAGE, grid.STAGE, cluster.STAGE,
-            neighbours.STAGE, tiles.STAGE]
+    return [
+        ingest.STAGE,
+        embed.STAGE,
+        clean.STAGE,
+        reduce.STAGE,
+        grid.STAGE,
+        cluster.STAGE,
+        neighbours.STAGE,
+        tiles.STAGE,
+    ]
 
 
 def stage_by_name(name: str) -> Stage:
@@ -74,8 +82,10 @@ def fingerprint(ws: Workspace, settings: Settings, stage: Stage) -> str:
     for dep in stage.depends:
         marker = ws.read_marker(dep)
         if marker is None:
-            raise StageOrderError(f"stage '{stage.name}' needs '{dep}' to have run first "
-                                  f"(no marker in {ws.stages_dir})")
+            raise StageOrderError(
+                f"stage '{stage.name}' needs '{dep}' to have run first "
+                f"(no marker in {ws.stages_dir})"
+            )
         upstream[dep] = marker["fingerprint"]
     payload = {
         "stage": stage.name,
@@ -137,5 +147,6 @@ def load_settings(ws: Workspace) -> Settings:
     """The settings a workspace was last run with (defaults if it has none yet)."""
     if not ws.settings_path.exists():
         return Settings()
-    return Settings.from_mapping(json.loads(ws.settings_path.read_text()),
-                                 origin=str(ws.settings_path))
+    return Settings.from_mapping(
+        json.loads(ws.settings_path.read_text()), origin=str(ws.settings_path)
+    )

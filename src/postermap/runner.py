@@ -54,8 +54,9 @@ class Runner(Protocol):
     #: True when work may run on other machines (stages then prefer coarse tasks).
     distributed: bool
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[Any]:
         """``fn(*args)`` for each tuple of arguments, results in input order, lazily."""
 
     def close(self) -> None:
@@ -70,12 +71,15 @@ class LocalRunner:
     def __init__(self, workers: int, mp_context: str | None = None) -> None:
         self.workers = workers
         context = multiprocessing.get_context(mp_context) if mp_context else None
-        self._pool = (ProcessPoolExecutor(workers, mp_context=context,
-                                          initializer=die_with_parent)
-                      if workers > 1 else None)
+        self._pool = (
+            ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent)
+            if workers > 1
+            else None
+        )
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[Any]:
         if self._pool is None:
             return map(fn, *iterables)
         return self._pool.map(fn, *iterables, chunksize=chunksize)
@@ -111,25 +115,30 @@ class RayRunner:
         try:
             import ray
         except ImportError as err:
-            raise SettingsError("--ray needs the Ray package: pip install 'postermap[ray]'"
-                                ) from err
+            raise SettingsError(
+                "--ray needs the Ray package: pip install 'postermap[ray]'"
+            ) from err
         self._ray = ray
         if not ray.is_initialized():
             try:
-                ray.init(address=None if address == "local" else address,
-                         logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(
+                    address=None if address == "local" else address,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
             except ConnectionError as err:
                 raise SettingsError(
                     f"--ray {address}: no Ray cluster found there ({err}); start one with "
-                    f"`ray start --head`, set RAY_ADDRESS, or use --ray local") from err
+                    f"`ray start --head`, set RAY_ADDRESS, or use --ray local"
+                ) from err
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = max(2, 2 * cpus)
         self._remote = ray.remote(num_cpus=cpus_per_task, max_retries=2)(_apply_chunk)
-        log.info("ray: %d CPUs in the cluster, up to %d tasks in flight", cpus,
-                 self.in_flight)
+        log.info("ray: %d CPUs in the cluster, up to %d tasks in flight", cpus, self.in_flight)
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[Any]:
         fn_ref = self._ray.put(fn)
         calls = zip(*iterables, strict=False)
         pending: deque = deque()
@@ -153,8 +162,9 @@ class RayRunner:
         self.close()
 
 
-def make_runner(ray_address: str | None, workers: int,
-                mp_context: str | None = None) -> LocalRunner | RayRunner:
+def make_runner(
+    ray_address: str | None, workers: int, mp_context: str | None = None
+) -> LocalRunner | RayRunner:
     """The runner a run's settings ask for. ``mp_context`` ("spawn") is for work using
     libraries that must not be forked once initialised (libvips' thread pool)."""
     if ray_address:

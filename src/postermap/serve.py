@@ -25,8 +25,9 @@ def make_server(site: Path, host: str = "127.0.0.1", port: int = 0) -> Threading
     return ThreadingHTTPServer((host, port), handler)
 
 
-def serve_site(site: Path, host: str = "127.0.0.1", port: int = 8000,
-               open_browser: bool = False) -> None:
+def serve_site(
+    site: Path, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False
+) -> None:
     server = make_server(site, host, port)
     url = f"http://{host}:{server.server_address[1]}/"
     click.echo(f"serving {site} at {url}  (Ctrl-C to stop)")

@@ -53,8 +53,10 @@ def collect_items(ws: Workspace, settings: Settings) -> tuple[list[SourceItem], 
         return manifest_items(ws, settings)
     if source.is_dir():
         return folder_items(source, Path(settings.metadata) if settings.metadata else None)
-    raise IngestError(f"source {source} is neither a folder of images nor a manifest "
-                      f"(.csv, .tsv, .parquet, .jsonl)")
+    raise IngestError(
+        f"source {source} is neither a folder of images nor a manifest "
+        f"(.csv, .tsv, .parquet, .jsonl)"
+    )
 
 
 def source_fingerprint(ws: Workspace, settings: Settings) -> str:
@@ -66,13 +68,15 @@ def source_fingerprint(ws: Workspace, settings: Settings) -> str:
     digest = hashlib.sha256()
     if is_manifest(source):
         digest.update(source.read_bytes())
-        digest.update(f"{settings.url_column}|{settings.title_column}|{settings.id_column}"
-                      .encode())
+        digest.update(
+            f"{settings.url_column}|{settings.title_column}|{settings.id_column}".encode()
+        )
     else:
         for path in list_images(source)[0]:
             stat = path.stat()
-            digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-                          .encode())
+            digest.update(
+                f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
     if settings.metadata:
         digest.update(Path(settings.metadata).read_bytes())
     return digest.hexdigest()[:24]
@@ -97,8 +101,7 @@ def list_images(root: Path) -> tuple[list[Path], int]:
     return sorted(images), ignored
 
 
-def folder_items(root: Path, metadata_csv: Path | None
-                 ) -> tuple[list[SourceItem], dict[str, int]]:
+def folder_items(root: Path, metadata_csv: Path | None) -> tuple[list[SourceItem], dict[str, int]]:
     root = root.resolve()
     files, ignored = list_images(root)
     if not files:
@@ -112,8 +115,7 @@ def folder_items(root: Path, metadata_csv: Path | None
         if key:
             matched.add(key)
         title = row.pop("title", None) or path.stem
-        items.append(SourceItem(source=str(path), path=rel, local=path, title=title,
-                                metadata=row))
+        items.append(SourceItem(source=str(path), path=rel, local=path, title=title, metadata=row))
     unmatched = len(metadata) - len(matched)
     if unmatched:
         log.warning("metadata: %d row(s) name no image file under %s", unmatched, root)
@@ -128,8 +130,10 @@ def read_metadata(path: Path) -> dict[str, dict[str, str]]:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if "filename" not in columns:
-            raise IngestError(f"{path}: needs a 'filename' column naming each image "
-                              f"(found columns: {', '.join(columns) or 'none'})")
+            raise IngestError(
+                f"{path}: needs a 'filename' column naming each image "
+                f"(found columns: {', '.join(columns) or 'none'})"
+            )
         rows: dict[str, dict[str, str]] = {}
         for line_no, row in enumerate(reader, start=2):
             name = (row.get("filename") or "").strip()
@@ -137,21 +141,27 @@ def read_metadata(path: Path) -> dict[str, dict[str, str]]:
                 log.warning("%s line %d: empty filename, row ignored", path, line_no)
                 continue
             if None in row:
-                log.warning("%s line %d: more fields than header columns; extras ignored",
-                            path, line_no)
+                log.warning(
+                    "%s line %d: more fields than header columns; extras ignored", path, line_no
+                )
                 row.pop(None)
             rows[name] = {k: v for k, v in row.items() if k != "filename"}
     return rows
 
 
-def manifest_items(ws: Workspace, settings: Settings
-                   ) -> tuple[list[SourceItem], dict[str, int]]:
+def manifest_items(ws: Workspace, settings: Settings) -> tuple[list[SourceItem], dict[str, int]]:
     """Download every manifest URL (resumably) and describe each row's outcome."""
-    manifest = read_manifest(Path(settings.source), settings.url_column,
-                             settings.title_column, settings.id_column)
-    options = DownloadOptions(concurrency=settings.concurrency, per_host=settings.per_host,
-                              retries=settings.retries, read_timeout=settings.timeout,
-                              max_bytes=settings.max_bytes, retry_failed=settings.retry_failed)
+    manifest = read_manifest(
+        Path(settings.source), settings.url_column, settings.title_column, settings.id_column
+    )
+    options = DownloadOptions(
+        concurrency=settings.concurrency,
+        per_host=settings.per_host,
+        retries=settings.retries,
+        read_timeout=settings.timeout,
+        max_bytes=settings.max_bytes,
+        retry_failed=settings.retry_failed,
+    )
     store = ws.root / "downloads"
     urls = [row.url for row in manifest.rows if row.error is None and row.url]
     downloader = Downloader(store, options)
@@ -163,22 +173,32 @@ def manifest_items(ws: Workspace, settings: Settings
     for row in manifest.rows:
         result: DownloadResult | None = results.get(row.url) if row.error is None else None
         suffix = Path(result.file).suffix if result and result.file else ""
-        item = SourceItem(source=row.url or f"{manifest.path}:{row.line}",
-                          path=f"row{row.line:08d}{suffix}", local=None,
-                          title=row.title or _title_from_url(row.url),
-                          metadata={**row.metadata, "manifest_line": str(row.line)})
+        item = SourceItem(
+            source=row.url or f"{manifest.path}:{row.line}",
+            path=f"row{row.line:08d}{suffix}",
+            local=None,
+            title=row.title or _title_from_url(row.url),
+            metadata={**row.metadata, "manifest_line": str(row.line)},
+        )
         if row.error is not None:
             item.status, item.reason = "failed", row.error
         elif result is None or result.status != "ok":
             item.status = "failed"
-            item.reason = (f"{result.error}: {result.detail}" if result and result.detail
-                           else result.error if result else "not_fetched")
+            item.reason = (
+                f"{result.error}: {result.detail}"
+                if result and result.detail
+                else result.error
+                if result
+                else "not_fetched"
+            )
         else:
             item.local = store / result.file
         items.append(item)
-    counts = {"manifest_rows": len(manifest.rows),
-              "downloaded": sum(1 for r in results.values() if r.status == "ok"),
-              "download_failed": sum(1 for r in results.values() if r.status != "ok")}
+    counts = {
+        "manifest_rows": len(manifest.rows),
+        "downloaded": sum(1 for r in results.values() if r.status == "ok"),
+        "download_failed": sum(1 for r in results.values() if r.status != "ok"),
+    }
     return items, counts
 
 

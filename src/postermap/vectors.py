@@ -29,16 +29,17 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def row_chunks(embeddings: np.ndarray, rows: np.ndarray | None = None, unit: bool = True,
-               chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+def row_chunks(
+    embeddings: np.ndarray, rows: np.ndarray | None = None, unit: bool = True, chunk: int = CHUNK
+) -> Iterator[tuple[int, np.ndarray]]:
     """(offset, rows) over ``embeddings[rows]`` (all rows if None), unit-normalised unless
     ``unit`` is False."""
     n = len(embeddings) if rows is None else len(rows)
     for start in range(0, n, chunk):
         if rows is None:
-            part = np.asarray(embeddings[start:start + chunk], dtype=np.float32)
+            part = np.asarray(embeddings[start : start + chunk], dtype=np.float32)
         else:  # memmaps read fastest in order; then restore the caller's order
-            wanted = np.asarray(rows[start:start + chunk])
+            wanted = np.asarray(rows[start : start + chunk])
             part = np.asarray(embeddings[np.sort(wanted)], dtype=np.float32)
             part = part[np.argsort(np.argsort(wanted, kind="stable"))]
         yield start, normalise(part) if unit else part
@@ -48,15 +49,21 @@ class Projection:
     """Centre, rotate onto the principal axes (optionally re-normalise): fit once, apply
     to any rows, including a new image's features at query time."""
 
-    def __init__(self, mean: np.ndarray, components: np.ndarray,
-                 renormalise: bool = True) -> None:
+    def __init__(self, mean: np.ndarray, components: np.ndarray, renormalise: bool = True) -> None:
         self.mean = np.asarray(mean, np.float32)
         self.components = np.asarray(components, np.float32)
         self.renormalise = renormalise
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, rows: np.ndarray | None, dims: int, seed: int,
-            renormalise: bool = True, sample: int = PCA_SAMPLE) -> Projection:
+    def fit(
+        cls,
+        embeddings: np.ndarray,
+        rows: np.ndarray | None,
+        dims: int,
+        seed: int,
+        renormalise: bool = True,
+        sample: int = PCA_SAMPLE,
+    ) -> Projection:
         """PCA of the unit-normalised rows, from at most ``sample`` of them (seeded)."""
         from sklearn.decomposition import PCA
 
@@ -80,14 +87,15 @@ class Projection:
         n = len(embeddings) if rows is None else len(rows)
         out = np.empty((n, len(self.components)), dtype=np.float32)
         for start, part in row_chunks(embeddings, rows, unit=False):
-            out[start:start + len(part)] = self(part)
+            out[start : start + len(part)] = self(part)
         return out
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, mean=self.mean, components=self.components,
-                         renormalise=self.renormalise)
+                np.savez(
+                    fh, mean=self.mean, components=self.components, renormalise=self.renormalise
+                )
 
     @classmethod
     def load(cls, path: Path) -> Projection:
@@ -96,8 +104,14 @@ class Projection:
         return cls(data["mean"], data["components"], renormalise)
 
 
-def group_sums(embeddings: np.ndarray, rows: np.ndarray | None, groups: np.ndarray,
-               n_groups: int, transform=None, unit: bool = True) -> np.ndarray:
+def group_sums(
+    embeddings: np.ndarray,
+    rows: np.ndarray | None,
+    groups: np.ndarray,
+    n_groups: int,
+    transform=None,
+    unit: bool = True,
+) -> np.ndarray:
     """Per group g in 0..n_groups-1, the float64 sum of ``transform(rows)`` over its
     members (unit-normalised rows unless ``unit`` is False; negative groups skipped),
     read chunk by chunk: one sparse (groups x chunk) product per chunk."""
@@ -107,10 +121,11 @@ def group_sums(embeddings: np.ndarray, rows: np.ndarray | None, groups: np.ndarr
     total = None
     for start, part in row_chunks(embeddings, rows, unit=unit):
         values = part if transform is None else transform(part)
-        g = groups[start:start + len(part)]
+        g = groups[start : start + len(part)]
         keep = np.nonzero(g >= 0)[0]
-        member = sparse.csr_matrix((np.ones(len(keep)), (g[keep], keep)),
-                                   shape=(n_groups, len(part)))
+        member = sparse.csr_matrix(
+            (np.ones(len(keep)), (g[keep], keep)), shape=(n_groups, len(part))
+        )
         chunk_sum = member @ np.asarray(values, dtype=np.float64)
         total = chunk_sum if total is None else total + chunk_sum
     return total if total is not None else np.zeros((n_groups, 0))

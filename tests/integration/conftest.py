@@ -29,5 +29,10 @@ def emoji_run(emoji_images: Path, tmp_path_factory) -> dict:
     args = ["run", str(source), "-o", str(workspace), "--cell-size", "32", "--seed", "3"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return {"source": source, "workspace": workspace, "args": args, "output": result.output,
-            "planted": {byte_copy.name: originals[0].name, pixel_copy.name: originals[1].name}}
+    return {
+        "source": source,
+        "workspace": workspace,
+        "args": args,
+        "output": result.output,
+        "planted": {byte_copy.name: originals[0].name, pixel_copy.name: originals[1].name},
+    }

@@ -21,8 +21,9 @@ def cleaned(emoji_images, tmp_path_factory):
     base = tmp_path_factory.mktemp("cleanset")
     source = make_clean_set(emoji_images, base / "images", n=48, seed=11)
     ws = base / "ws"
-    result = CliRunner().invoke(main, ["run", str(source), "-o", str(ws), "--until", "clean"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["run", str(source), "-o", str(ws), "--until", "clean"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return ws
 
@@ -42,14 +43,14 @@ def test_precision_and_recall_floors(cleaned):
 
 
 def test_report_lists_every_flagged_row(cleaned):
-    result = CliRunner().invoke(main, ["clean", str(cleaned), "--report"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(main, ["clean", str(cleaned), "--report"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = cleaned / "report"
     page = (report / "clean.html").read_text()
     assert "placeholder_template" in page and "group-000.png" in page
-    flagged = [r for r in pq.read_table(Workspace(cleaned).catalog_path).to_pylist()
-               if r["status"] != "ok"]
+    flagged = [
+        r for r in pq.read_table(Workspace(cleaned).catalog_path).to_pylist() if r["status"] != "ok"
+    ]
     listed = (report / "clean.csv").read_text().splitlines()[1:]
     assert len(listed) == len(flagged)
     assert (report / "group-000.png").stat().st_size > 0
@@ -63,7 +64,8 @@ def test_overrides_keep_and_drop_rerun_only_downstream(cleaned, tmp_path):
     blank = next(r for r in rows if r["path"].startswith("solid-"))
     poster = next(r for r in rows if r["path"].startswith("orig-") and r["status"] == "ok")
     (ws_path / "overrides.toml").write_text(
-        f'keep = ["{blank["id"]}"]\ndrop = ["{poster["id"]}", "not-an-id"]\n')
+        f'keep = ["{blank["id"]}"]\ndrop = ["{poster["id"]}", "not-an-id"]\n'
+    )
     embed_before = ws.read_marker("embed")["fingerprint"]
     result = CliRunner().invoke(main, ["clean", str(ws_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output

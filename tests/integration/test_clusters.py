@@ -18,13 +18,13 @@ pytestmark = pytest.mark.integration
 
 def test_clusters_table_gallery_and_export(emoji_run):
     ws = Workspace(emoji_run["workspace"])
-    result = CliRunner().invoke(main, ["clusters", str(ws.root), "--gallery"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["clusters", str(ws.root), "--gallery"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     clusters = json.loads((ws.root / "clusters.json").read_text())
     assert clusters, "no clusters found"
-    assert [c["score"] for c in clusters] == sorted((c["score"] for c in clusters),
-                                                    reverse=True)
+    assert [c["score"] for c in clusters] == sorted((c["score"] for c in clusters), reverse=True)
     assert clusters[0]["name"] in result.output
     assert all(c["provenance"] for c in clusters)
     assert (ws.root / "report" / "clusters" / "index.html").exists()
@@ -41,14 +41,16 @@ def test_similar_by_id_and_by_file(emoji_run):
     ws = Workspace(emoji_run["workspace"])
     rows = [r for r in pq.read_table(ws.catalog_path).to_pylist() if r["status"] == "ok"]
     target = rows[0]
-    by_id = CliRunner().invoke(main, ["similar", target["id"], str(ws.root), "-k", "5"],
-                               catch_exceptions=False)
+    by_id = CliRunner().invoke(
+        main, ["similar", target["id"], str(ws.root), "-k", "5"], catch_exceptions=False
+    )
     assert by_id.exit_code == 0, by_id.output
     lines = by_id.output.strip().splitlines()
     assert len(lines) == 5 and target["id"] not in by_id.output
     # an image file outside the collection: the same picture must find itself first
-    by_file = CliRunner().invoke(main, ["similar", target["file"], str(ws.root), "-k", "3"],
-                                 catch_exceptions=False)
+    by_file = CliRunner().invoke(
+        main, ["similar", target["file"], str(ws.root), "-k", "3"], catch_exceptions=False
+    )
     assert by_file.exit_code == 0, by_file.output
     first = by_file.output.splitlines()[0].split("\t")
     assert first[1] == target["id"] and float(first[0]) > 0.99
@@ -57,15 +59,16 @@ def test_similar_by_id_and_by_file(emoji_run):
 
 
 def test_similar_neighbours_share_categories(emoji_run):
-    """"More like this" must beat chance: neighbours share the emoji category."""
+    """ "More like this" must beat chance: neighbours share the emoji category."""
     ws = Workspace(emoji_run["workspace"])
     import numpy as np
 
     ids = np.load(ws.root / "layout_ids.npy").tolist()
     neighbours = np.load(ws.root / "neighbours" / "neighbours.npy")
     category = {r["id"]: r["category"] for r in pq.read_table(ws.catalog_path).to_pylist()}
-    same = np.mean([category[ids[i]] == category[ids[j]]
-                    for i in range(len(ids)) for j in neighbours[i][:5]])
+    same = np.mean(
+        [category[ids[i]] == category[ids[j]] for i in range(len(ids)) for j in neighbours[i][:5]]
+    )
     assert same > 0.4, same  # chance is ~0.13 with 9 categories
 
 
@@ -78,9 +81,11 @@ def test_curation_renames_and_drops(emoji_run, tmp_path):
         pytest.fail(f"need two clusters to curate, found {len(clusters)}")
     keep, gone = clusters[0]["id"], clusters[1]["id"]
     (ws_path / "clusters.toml").write_text(
-        f'[clusters.{keep}]\nname = "My trope"\n[clusters.{gone}]\ndrop = true\n')
-    result = CliRunner().invoke(main, ["run", str(emoji_run["source"]), "-o", str(ws_path)],
-                                catch_exceptions=False)
+        f'[clusters.{keep}]\nname = "My trope"\n[clusters.{gone}]\ndrop = true\n'
+    )
+    result = CliRunner().invoke(
+        main, ["run", str(emoji_run["source"]), "-o", str(ws_path)], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "stages run: cluster, tiles" in result.output
     after = json.loads((ws_path / "clusters.json").read_text())

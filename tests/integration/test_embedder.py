@@ -23,7 +23,8 @@ def test_onnx_features_match_torch(emoji_images):
     assert np.abs(onnx - torch).max() < EXPORT_TOLERANCE
     # and they are real features: different images differ, the same image agrees
     cos = (onnx / np.linalg.norm(onnx, axis=1, keepdims=True)) @ (
-        torch / np.linalg.norm(torch, axis=1, keepdims=True)).T
+        torch / np.linalg.norm(torch, axis=1, keepdims=True)
+    ).T
     assert np.allclose(np.diag(cos), 1.0, atol=1e-5)
     assert cos[~np.eye(len(paths), dtype=bool)].max() < 0.99
 

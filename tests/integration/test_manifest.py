@@ -36,8 +36,7 @@ def served(emoji_images, tmp_path):
 
 def _write_manifest(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["poster_id", "poster_url", "name", "year",
-                                                "genre"])
+        writer = csv.DictWriter(fh, fieldnames=["poster_id", "poster_url", "name", "year", "genre"])
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -45,24 +44,54 @@ def _write_manifest(path: Path, rows: list[dict]) -> Path:
 
 def test_manifest_run_records_every_row(served, tmp_path):
     server, rows = served
-    good = [{"poster_id": f"m{i}", "poster_url": f"{server.url}/img/{r['filename']}",
-             "name": r["title"], "year": str(1950 + i), "genre": r["category"]}
-            for i, r in enumerate(rows)]
+    good = [
+        {
+            "poster_id": f"m{i}",
+            "poster_url": f"{server.url}/img/{r['filename']}",
+            "name": r["title"],
+            "year": str(1950 + i),
+            "genre": r["category"],
+        }
+        for i, r in enumerate(rows)
+    ]
     bad = [
-        {"poster_id": "b1", "poster_url": f"{server.url}/404/{rows[0]['filename']}",
-         "name": "Gone", "year": "1999", "genre": "x"},
-        {"poster_id": "b2", "poster_url": f"{server.url}/html/{rows[0]['filename']}",
-         "name": "Error page", "year": "1999", "genre": "x"},
+        {
+            "poster_id": "b1",
+            "poster_url": f"{server.url}/404/{rows[0]['filename']}",
+            "name": "Gone",
+            "year": "1999",
+            "genre": "x",
+        },
+        {
+            "poster_id": "b2",
+            "poster_url": f"{server.url}/html/{rows[0]['filename']}",
+            "name": "Error page",
+            "year": "1999",
+            "genre": "x",
+        },
         {"poster_id": "b3", "poster_url": "", "name": "No URL", "year": "", "genre": ""},
-        {"poster_id": "b4", "poster_url": "file:///etc/passwd", "name": "Local", "year": "",
-         "genre": ""},
-        {"poster_id": "b5", "poster_url": f"{server.url}/flaky/{rows[1]['filename']}",
-         "name": "Flaky", "year": "2001", "genre": "x"},
+        {
+            "poster_id": "b4",
+            "poster_url": "file:///etc/passwd",
+            "name": "Local",
+            "year": "",
+            "genre": "",
+        },
+        {
+            "poster_id": "b5",
+            "poster_url": f"{server.url}/flaky/{rows[1]['filename']}",
+            "name": "Flaky",
+            "year": "2001",
+            "genre": "x",
+        },
     ]
     manifest = _write_manifest(tmp_path / "posters.csv", good + bad)
     ws = tmp_path / "ws"
-    result = CliRunner().invoke(main, ["run", str(manifest), "-o", str(ws), "--cell-size",
-                                       "32", "--retries", "2"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(manifest), "-o", str(ws), "--cell-size", "32", "--retries", "2"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     catalog = pq.read_table(Workspace(ws).catalog_path).to_pylist()
     assert len(catalog) == len(good) + len(bad)
@@ -87,11 +116,21 @@ def test_manifest_run_records_every_row(served, tmp_path):
 
 def test_wrong_url_column_is_a_clear_error(served, tmp_path):
     server, rows = served
-    manifest = _write_manifest(tmp_path / "posters.csv", [
-        {"poster_id": "a", "poster_url": f"{server.url}/img/{rows[0]['filename']}",
-         "name": "A", "year": "", "genre": ""}])
-    result = CliRunner().invoke(main, ["ingest", str(manifest), "-o", str(tmp_path / "ws"),
-                                       "--url-column", "link"])
+    manifest = _write_manifest(
+        tmp_path / "posters.csv",
+        [
+            {
+                "poster_id": "a",
+                "poster_url": f"{server.url}/img/{rows[0]['filename']}",
+                "name": "A",
+                "year": "",
+                "genre": "",
+            }
+        ],
+    )
+    result = CliRunner().invoke(
+        main, ["ingest", str(manifest), "-o", str(tmp_path / "ws"), "--url-column", "link"]
+    )
     assert result.exit_code == 1
     assert "no column named 'link'" in result.output
     assert "poster_url" in result.output
@@ -99,16 +138,25 @@ def test_wrong_url_column_is_a_clear_error(served, tmp_path):
 
 def test_killed_download_resumes_without_refetching(served, tmp_path):
     server, rows = served
-    entries = [{"poster_id": f"m{i}", "poster_url": f"{server.url}/slow/{r['filename']}?s=0.15",
-                "name": r["title"], "year": "", "genre": ""} for i, r in enumerate(rows)]
+    entries = [
+        {
+            "poster_id": f"m{i}",
+            "poster_url": f"{server.url}/slow/{r['filename']}?s=0.15",
+            "name": r["title"],
+            "year": "",
+            "genre": "",
+        }
+        for i, r in enumerate(rows)
+    ]
     manifest = _write_manifest(tmp_path / "posters.csv", entries)
     ws = Workspace(tmp_path / "ws")
     args = ["ingest", str(manifest), "-o", str(ws.root), "--concurrency", "2"]
     log_path = tmp_path / "killed.log"
     journal = ws.root / "downloads" / "journal.jsonl"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postermap", *args], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postermap", *args], stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -120,8 +168,9 @@ def test_killed_download_resumes_without_refetching(served, tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished = [json.loads(line)["url"] for line in journal.read_text().splitlines()
-                if line.endswith("}")]
+    finished = [
+        json.loads(line)["url"] for line in journal.read_text().splitlines() if line.endswith("}")
+    ]
     assert 6 <= len(finished) < len(entries)
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -25,8 +25,20 @@ def _catalog(run) -> list[dict]:
 
 def test_catalog_contract(emoji_run):
     rows = _catalog(emoji_run)
-    for column in ("id", "source", "status", "reason", "duplicate_of", "title", "x", "y",
-                   "row", "col", "cluster", "category"):
+    for column in (
+        "id",
+        "source",
+        "status",
+        "reason",
+        "duplicate_of",
+        "title",
+        "x",
+        "y",
+        "row",
+        "col",
+        "cluster",
+        "category",
+    ):
         assert column in rows[0], column
     assert {r["status"] for r in rows} <= set(STATUSES)
     ok = [r for r in rows if r["status"] == "ok"]

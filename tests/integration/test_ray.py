@@ -20,21 +20,28 @@ pytestmark = pytest.mark.integration
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_ray_run_equals_the_local_run(emoji_images, tmp_path, caplog):
     import ray
 
     source = emoji_subset(emoji_images, tmp_path / "images", per_category=6, seed=5)
-    settings = Settings(source=str(source), metadata=str(source / "metadata.csv"),
-                        cell_size=32, shard_size=16, batch_size=8)
+    settings = Settings(
+        source=str(source),
+        metadata=str(source / "metadata.csv"),
+        cell_size=32,
+        shard_size=16,
+        batch_size=8,
+    )
     local = Workspace(tmp_path / "local")
     run_pipeline(local, settings)
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150_000_000,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, object_store_memory=150_000_000, log_to_driver=False
+    )
     try:
         distributed = Workspace(tmp_path / "ray")
         with caplog.at_level(logging.INFO, logger="postermap.runner"):
@@ -45,8 +52,9 @@ def test_ray_run_equals_the_local_run(emoji_images, tmp_path, caplog):
 
     local_ids, ray_ids = (np.load(ws.embed_dir / "ids.npy") for ws in (local, distributed))
     assert np.array_equal(local_ids, ray_ids) and len(local_ids) > 50
-    local_features, ray_features = (np.load(ws.embed_dir / "embeddings.npy")
-                                    for ws in (local, distributed))
+    local_features, ray_features = (
+        np.load(ws.embed_dir / "embeddings.npy") for ws in (local, distributed)
+    )
     assert np.array_equal(local_features, ray_features)
     ignore = {"file", "source"}  # both runs read the same folder; nothing else may differ
     tables = [pq.read_table(ws.catalog_path) for ws in (local, distributed)]
@@ -71,8 +79,9 @@ def test_the_single_machine_path_never_imports_ray(tmp_path):
         f"Settings(source={str(tmp_path / 'images')!r}, cell_size=16), until='embed')\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "ws" / "embed" / "embeddings.npy").exists()
 
@@ -86,8 +95,9 @@ def test_a_missing_cluster_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     draw_image(tmp_path / "images" / "a.png", seed=1)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster of this machine
-    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "images"), "-o",
-                                       str(tmp_path / "ws"), "--ray", "auto"])
+    result = CliRunner().invoke(
+        main, ["ingest", str(tmp_path / "images"), "-o", str(tmp_path / "ws"), "--ray", "auto"]
+    )
     assert result.exit_code == 1
     assert "--ray auto: no Ray cluster" in result.output
     assert "ray start --head" in result.output

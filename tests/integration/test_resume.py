@@ -40,12 +40,12 @@ def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
     ws = Workspace(tmp_path / "ws")
     config = tmp_path / "settings.toml"
     config.write_text("shard_size = 16\nbatch_size = 8\n")
-    args = ["run", str(source), "-o", str(ws.root), "--config", str(config), "--cell-size",
-            "32"]
+    args = ["run", str(source), "-o", str(ws.root), "--config", str(config), "--cell-size", "32"]
     log_path = tmp_path / "killed-run.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postermap", *args], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postermap", *args], stdout=log, stderr=subprocess.STDOUT
+        )
     shard_dir = ws.embed_dir / "shards"
     deadline = time.monotonic() + 300
     try:
@@ -68,8 +68,10 @@ def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
     assert result.exit_code == 0, result.output
     marker = ws.read_marker("embed")
     assert marker["counts"]["reused_from_shards"] >= 16 * len(done) - 16
-    assert marker["counts"]["embedded_now"] + marker["counts"]["reused_from_shards"] == \
-        marker["counts"]["in"]
+    assert (
+        marker["counts"]["embedded_now"] + marker["counts"]["reused_from_shards"]
+        == marker["counts"]["in"]
+    )
     for path, mtime in done.items():
         assert path.stat().st_mtime_ns == mtime, f"{path.name} was recomputed"
     assert not list(ws.root.rglob(".tmp-*")), "a temporary file was left behind"

@@ -16,9 +16,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +62,9 @@ def page(browser, site_url):
 
 
 def test_map_renders_tiles(page):
-    page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0",
-                           timeout=20_000)
+    page.wait_for_function(
+        "document.querySelectorAll('img.leaflet-tile-loaded').length > 0", timeout=20_000
+    )
     loaded = page.evaluate("""[...document.querySelectorAll('img.leaflet-tile-loaded')]
         .filter(img => img.naturalWidth === 256).length""")
     assert loaded >= 1
@@ -67,8 +74,10 @@ def test_map_renders_tiles(page):
 
 
 def test_hover_shows_the_title_under_the_mouse(page, emoji_run):
-    titles = {r["title"] for r in pq.read_table(
-        Workspace(emoji_run["workspace"]).catalog_path).to_pylist()}
+    titles = {
+        r["title"]
+        for r in pq.read_table(Workspace(emoji_run["workspace"]).catalog_path).to_pylist()
+    }
     box = page.locator("#map").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_selector("#hover:not([hidden])", timeout=5_000)
@@ -81,8 +90,9 @@ def test_search_finds_a_title_and_flies_there(page, emoji_run):
     titles = [r["title"].lower() for r in ok]
     # a title no other title contains, so Enter must pick exactly this image
     target = next(r for r in ok if sum(r["title"].lower() in t for t in titles) == 1)
-    before = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
-                           " postermap.map.getZoom()]")
+    before = page.evaluate(
+        "[postermap.map.getCenter().lat, postermap.map.getCenter().lng, postermap.map.getZoom()]"
+    )
     page.fill("#search", target["title"].upper())
     page.wait_for_selector("#results li", timeout=5_000)
     assert page.inner_text("#results").strip() == target["title"]
@@ -90,8 +100,9 @@ def test_search_finds_a_title_and_flies_there(page, emoji_run):
     page.wait_for_selector("#details:not([hidden])", timeout=5_000)
     assert page.inner_text("#detail-title") == target["title"]
     page.wait_for_timeout(1200)  # the fly animation
-    after = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
-                          " postermap.map.getZoom()]")
+    after = page.evaluate(
+        "[postermap.map.getCenter().lat, postermap.map.getCenter().lng, postermap.map.getZoom()]"
+    )
     assert after != before
     # the view is now zoomed in on the found image's cell (centred unless near an edge)
     visible = page.evaluate(f"""(() => {{ const m = postermap.state.manifest;
@@ -139,12 +150,14 @@ def test_fullscreen_toggles(page):
 def test_cluster_panel_lists_clusters_and_moves_the_view(page):
     items = page.locator("#cluster-list li")
     assert items.count() == page.evaluate("postermap.state.manifest.clusters.length") > 0
-    before = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
-                           " postermap.map.getZoom()]")
+    before = page.evaluate(
+        "[postermap.map.getCenter().lat, postermap.map.getCenter().lng, postermap.map.getZoom()]"
+    )
     items.nth(0).locator(".name").click()
     page.wait_for_timeout(1000)
-    after = page.evaluate("[postermap.map.getCenter().lat, postermap.map.getCenter().lng,"
-                          " postermap.map.getZoom()]")
+    after = page.evaluate(
+        "[postermap.map.getCenter().lat, postermap.map.getCenter().lng, postermap.map.getZoom()]"
+    )
     assert after != before
     assert "active" in items.nth(0).get_attribute("class")
     page.wait_for_function("!!postermap.state.highlight", timeout=5_000)  # its outline
@@ -163,5 +176,6 @@ def test_more_like_this_shows_neighbours_of_a_clicked_image(page):
     first = page.locator("#similar-grid img").first
     index = int(first.get_attribute("data-index"))
     first.click()
-    page.wait_for_function(f"document.getElementById('details').dataset.index == '{index}'",
-                           timeout=5_000)
+    page.wait_for_function(
+        f"document.getElementById('details').dataset.index == '{index}'", timeout=5_000
+    )

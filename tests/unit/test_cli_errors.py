@@ -29,7 +29,8 @@ def test_stage_before_its_inputs_is_a_clear_error(tmp_path):
 
 def test_bad_setting_names_the_setting(tmp_path):
     draw_image(tmp_path / "images" / "a.png", seed=1)
-    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "images"), "-o",
-                                       str(tmp_path / "ws"), "--workers", "0"])
+    result = CliRunner().invoke(
+        main, ["ingest", str(tmp_path / "images"), "-o", str(tmp_path / "ws"), "--workers", "0"]
+    )
     assert result.exit_code == 1
     assert "workers must be positive" in result.output

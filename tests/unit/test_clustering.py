@@ -46,16 +46,24 @@ def test_semantic_trope_outranks_colour_only_group():
 
 def test_title_keywords_are_distinctive_words():
     labels = np.array([0, 0, 0, 1, 1, 1])
-    titles = ["Fast Cars", "Cars at Night", "Racing Cars", "Lonely Horse", "Horse Ranch",
-              "Night Horse"]
+    titles = [
+        "Fast Cars",
+        "Cars at Night",
+        "Racing Cars",
+        "Lonely Horse",
+        "Horse Ranch",
+        "Night Horse",
+    ]
     words = title_keywords(labels, titles, top=1)
     assert words == {0: ["cars"], 1: ["horse"]}
 
 
 def test_curation_merge_drop_add_remove(tmp_path):
     path = tmp_path / "clusters.toml"
-    path.write_text('[clusters.1]\nmerge_into = 0\n[clusters.2]\ndrop = true\n'
-                    '[clusters.0]\nname = "Cars"\nremove = ["c"]\n[clusters.3]\nadd = ["a"]\n')
+    path.write_text(
+        "[clusters.1]\nmerge_into = 0\n[clusters.2]\ndrop = true\n"
+        '[clusters.0]\nname = "Cars"\nremove = ["c"]\n[clusters.3]\nadd = ["a"]\n'
+    )
     curation = read_curation(path)
     ids = ["a", "b", "c", "d", "e"]
     labels = np.array([0, 1, 0, 2, 3])

@@ -26,8 +26,16 @@ def server(tmp_path):
         yield srv
 
 
-FAST = DownloadOptions(concurrency=8, per_host=8, retries=2, backoff=0.05, max_backoff=2.0,
-                       connect_timeout=2.0, read_timeout=1.0, max_bytes=1_000_000)
+FAST = DownloadOptions(
+    concurrency=8,
+    per_host=8,
+    retries=2,
+    backoff=0.05,
+    max_backoff=2.0,
+    connect_timeout=2.0,
+    read_timeout=1.0,
+    max_bytes=1_000_000,
+)
 
 
 def test_every_url_gets_a_final_status(server, tmp_path):
@@ -46,8 +54,11 @@ def test_every_url_gets_a_final_status(server, tmp_path):
         "/big/p11.jpg": ("failed", "too_large"),
         "/bigstream/p11.jpg": ("failed", "too_large"),
     }
-    urls = [server.url + path for path in cases] + ["file:///etc/passwd", "ftp://x/y.jpg",
-                                                     "not a url"]
+    urls = [server.url + path for path in cases] + [
+        "file:///etc/passwd",
+        "ftp://x/y.jpg",
+        "not a url",
+    ]
     results = Downloader(tmp_path / "dl", FAST).run(urls)
     for path, (status, error) in cases.items():
         result = results[server.url + path]
@@ -72,8 +83,12 @@ def test_retry_after_is_honoured(server, tmp_path):
 
 def test_images_are_stored_once_by_content_and_never_partial(server, tmp_path):
     store = tmp_path / "dl"
-    urls = [server.url + "/img/p0.jpg", server.url + "/redirect/p0.jpg",
-            server.url + "/truncated/p1.jpg", server.url + "/cut/p2.jpg"]
+    urls = [
+        server.url + "/img/p0.jpg",
+        server.url + "/redirect/p0.jpg",
+        server.url + "/truncated/p1.jpg",
+        server.url + "/cut/p2.jpg",
+    ]
     results = Downloader(store, FAST).run(urls)
     files = sorted(p for p in store.rglob("*") if p.is_file() and p.name != "journal.jsonl")
     assert len(files) == 1  # p0 twice -> one file; the broken ones -> none

@@ -20,8 +20,9 @@ def test_output_is_a_valid_injection_with_holes_at_the_end(n, aspect):
     rng = np.random.default_rng(n)
     rows, cols = grid_shape(n, aspect)
     assert rows * cols >= n and (rows - 1) * cols < n
-    cells = assign_to_grid(rng.normal(size=(n, 2)), rows, cols, exact_max=100,
-                           block_size=64, window=8)
+    cells = assign_to_grid(
+        rng.normal(size=(n, 2)), rows, cols, exact_max=100, block_size=64, window=8
+    )
     assert cells.dtype == np.int64
     assert sorted(cells.tolist()) == list(range(n))  # distinct, and holes only at the end
 
@@ -32,19 +33,23 @@ def test_exact_solver_matches_brute_force_on_tiny_cases():
         points = rng.random((6, 2))
         rows, cols = 2, 3
         cells = np.arange(6)
-        best = min(itertools.permutations(range(6)),
-                   key=lambda perm: grid_cost(points, np.array(perm), rows, cols))
+        best = min(
+            itertools.permutations(range(6)),
+            key=lambda perm: grid_cost(points, np.array(perm), rows, cols),
+        )
         got = assign_exact(points, cells, rows, cols)
         assert grid_cost(points, got, rows, cols) == pytest.approx(
-            grid_cost(points, np.array(best), rows, cols))
+            grid_cost(points, np.array(best), rows, cols)
+        )
 
 
 def test_scalable_solver_is_close_to_exact_and_beats_strip_sort():
     xy = clustered(1500, seed=1)
     rows, cols = grid_shape(len(xy))
     exact = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=10_000), rows, cols)
-    blocks = grid_cost(xy, assign_to_grid(xy, rows, cols, exact_max=0, block_size=256,
-                                          window=16), rows, cols)
+    blocks = grid_cost(
+        xy, assign_to_grid(xy, rows, cols, exact_max=0, block_size=256, window=16), rows, cols
+    )
     strips = grid_cost(xy, strip_layout(normalise_points(xy), rows, cols), rows, cols)
     assert blocks <= exact * 1.03
     assert blocks < strips * 0.8
@@ -88,10 +93,10 @@ def test_pair_swaps_fix_a_crossed_pair_and_never_raise_the_cost():
 def test_parallel_workers_give_the_same_result():
     xy = clustered(6000, seed=5)
     rows, cols = grid_shape(len(xy))
-    one = assign_to_grid(xy, rows, cols, method="blocks", block_size=256, window=16,
-                         max_passes=2)
-    two = assign_to_grid(xy, rows, cols, method="blocks", block_size=256, window=16,
-                         max_passes=2, workers=2)
+    one = assign_to_grid(xy, rows, cols, method="blocks", block_size=256, window=16, max_passes=2)
+    two = assign_to_grid(
+        xy, rows, cols, method="blocks", block_size=256, window=16, max_passes=2, workers=2
+    )
     assert np.array_equal(one, two)
 
 

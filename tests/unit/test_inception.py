@@ -45,8 +45,9 @@ def test_architecture_has_torchvisions_parameter_count():
     assert sum(p.numel() for p in network.parameters()) == TORCHVISION_PARAMS - AUX_PARAMS
 
 
-def test_weights_are_found_in_the_env_path_then_the_torch_hub_cache(tmp_path, monkeypatch,
-                                                                    checkpoint):
+def test_weights_are_found_in_the_env_path_then_the_torch_hub_cache(
+    tmp_path, monkeypatch, checkpoint
+):
     monkeypatch.delenv("POSTERMAP_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(WeightsNotFoundError, match="POSTERMAP_INCEPTION_WEIGHTS"):
@@ -89,8 +90,11 @@ def test_pipeline_embeds_with_inception(tmp_path, checkpoint, monkeypatch):
     for i in range(5):
         draw_image(tmp_path / "images" / f"{i}.png", seed=i)
     ws = Workspace(tmp_path / "ws")
-    run_pipeline(ws, Settings(source=str(tmp_path / "images"), model="inception-v3",
-                              workers=1), until="embed")
+    run_pipeline(
+        ws,
+        Settings(source=str(tmp_path / "images"), model="inception-v3", workers=1),
+        until="embed",
+    )
     assert np.load(ws.embed_dir / "embeddings.npy").shape == (5, 2048)
 
 
@@ -102,8 +106,10 @@ def test_missing_weights_are_a_one_line_cli_error(tmp_path, monkeypatch):
     monkeypatch.delenv("POSTERMAP_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     draw_image(tmp_path / "images" / "a.png", seed=1)
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "images"), "-o",
-                                       str(tmp_path / "ws"), "--model", "inception-v3"])
+    result = CliRunner().invoke(
+        main,
+        ["run", str(tmp_path / "images"), "-o", str(tmp_path / "ws"), "--model", "inception-v3"],
+    )
     assert result.exit_code == 1
     assert "InceptionV3 weights not found" in result.output
     assert "Traceback" not in result.output

@@ -20,8 +20,9 @@ def _ingest_and_clean(folder, ws_path, **settings):
     for row in rows:
         verdict = verdicts.get(row["id"])
         if verdict is not None:
-            row.update(status=verdict.status, reason=verdict.reason,
-                       duplicate_of=verdict.duplicate_of)
+            row.update(
+                status=verdict.status, reason=verdict.reason, duplicate_of=verdict.duplicate_of
+            )
         else:
             row.setdefault("duplicate_of", None)
     return ws, {r["path"]: r for r in rows}
@@ -125,22 +126,29 @@ def test_resume_redoes_only_missing_parts(tiny_folder, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ingest, "PART_SIZE", 4)
     ws, rows = _ingest_and_clean(tiny_folder, tmp_path / "ws")
-    parts = sorted((ws.root / "ingest").glob("part-*.parquet"),
-                   key=lambda p: -pq.read_metadata(p).num_rows)
+    parts = sorted(
+        (ws.root / "ingest").glob("part-*.parquet"), key=lambda p: -pq.read_metadata(p).num_rows
+    )
     assert [pq.read_metadata(p).num_rows for p in parts] == [4, 4, 4, 4, 1]
     kept = {p: p.stat().st_mtime_ns for p in parts[1:]}
     parts[0].unlink()
     inspected = []
     original = ingest.inspect_file
-    monkeypatch.setattr(ingest, "_inspect_all",
-                        lambda pool, items, ws, settings: (inspected.append(i) or original(
-                            i.local, i.path, ws.thumbs_dir, 120_000_000, 256) for i in items))
+    monkeypatch.setattr(
+        ingest,
+        "_inspect_all",
+        lambda pool, items, ws, settings: (
+            inspected.append(i) or original(i.local, i.path, ws.thumbs_dir, 120_000_000, 256)
+            for i in items
+        ),
+    )
     run_stage(ws, Settings(source=str(tiny_folder), workers=1), ingest.STAGE, force=True)
     assert len(inspected) == 4
     assert {p: p.stat().st_mtime_ns for p in parts[1:]} == kept
     again = {r["path"]: r for r in pq.read_table(ws.table_path("ingest")).to_pylist()}
     assert {p: r["status"] for p, r in again.items()} == {
-        p: ("corrupt" if r["status"] == "corrupt" else "ok") for p, r in rows.items()}
+        p: ("corrupt" if r["status"] == "corrupt" else "ok") for p, r in rows.items()
+    }
 
 
 def test_find_exact_duplicates_prefers_earliest_path():
@@ -148,7 +156,6 @@ def test_find_exact_duplicates_prefers_earliest_path():
         {"id": "b", "path": "b.png", "status": "ok", "content_hash": "h1", "pixel_hash": "p1"},
         {"id": "a", "path": "a.png", "status": "ok", "content_hash": "h1", "pixel_hash": "p1"},
         {"id": "c", "path": "c.jpg", "status": "ok", "content_hash": "h2", "pixel_hash": "p1"},
-        {"id": "d", "path": "d.jpg", "status": "corrupt", "content_hash": "h3",
-         "pixel_hash": None},
+        {"id": "d", "path": "d.jpg", "status": "corrupt", "content_hash": "h3", "pixel_hash": None},
     ]
     assert find_exact_duplicates(rows) == {"b": ("a", "same_bytes"), "c": ("a", "same_pixels")}

@@ -17,8 +17,7 @@ def test_row_chunks_follow_the_callers_order(embeddings):
     rows = np.random.default_rng(1).permutation(500)[:300]
     got = np.concatenate([part for _, part in row_chunks(embeddings, rows, chunk=64)])
     assert np.allclose(got, normalise(embeddings[rows]))
-    raw = np.concatenate([part for _, part in row_chunks(embeddings, rows, unit=False,
-                                                         chunk=64)])
+    raw = np.concatenate([part for _, part in row_chunks(embeddings, rows, unit=False, chunk=64)])
     assert np.array_equal(raw, embeddings[rows])
 
 
@@ -35,8 +34,9 @@ def test_chunked_projection_equals_one_pass_and_keeps_neighbours(embeddings):
 
 def test_projection_from_a_sample_is_close_to_the_full_fit():
     rng = np.random.default_rng(5)  # four strong directions plus noise, like CNN features
-    data = (rng.normal(size=(2000, 4)) * [6, 5, 4, 3]) @ rng.normal(size=(4, 24)) \
-        + rng.normal(size=(2000, 24)) * 0.3
+    data = (rng.normal(size=(2000, 4)) * [6, 5, 4, 3]) @ rng.normal(size=(4, 24)) + rng.normal(
+        size=(2000, 24)
+    ) * 0.3
     full = Projection.fit(data, None, 4, seed=0, sample=10_000)
     sampled = Projection.fit(data, None, 4, seed=0, sample=300)
     # the same principal subspace, up to sign and noise
@@ -56,4 +56,5 @@ def test_group_sums_and_cohesion_from_sums(embeddings):
     mapped = describe_clusters(labels, embeddings, colour, rows=rows)
     assert [(c.id, c.size) for c in in_memory] == [(c.id, c.size) for c in mapped]
     assert [c.cnn_cohesion for c in in_memory] == pytest.approx(
-        [c.cnn_cohesion for c in mapped], abs=1e-3)
+        [c.cnn_cohesion for c in mapped], abs=1e-3
+    )

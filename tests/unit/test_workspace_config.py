@@ -31,12 +31,15 @@ def test_markers_round_trip(tmp_path):
     assert ws.read_marker("embed")["counts"] == {"in": 3}
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"cell_size": 4}, "cell_size"),
-    ({"dbscan_eps": -1.0}, "dbscan_eps"),
-    ({"workers": 0}, "workers"),
-    ({"background": "red"}, "background"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"cell_size": 4}, "cell_size"),
+        ({"dbscan_eps": -1.0}, "dbscan_eps"),
+        ({"workers": 0}, "workers"),
+        ({"background": "red"}, "background"),
+    ],
+)
 def test_bad_settings_say_which(changes, message):
     with pytest.raises(SettingsError, match=message):
         Settings(**changes)

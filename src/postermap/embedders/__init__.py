@@ -66,8 +66,7 @@ def normalise_batch(batch: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> 
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarray
-                       ) -> np.ndarray:
+def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Class probabilities of a linear classifier head applied to stored features."""
     logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
     logits -= logits.max(axis=1, keepdims=True)

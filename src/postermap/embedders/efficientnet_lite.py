@@ -50,8 +50,9 @@ class EfficientNetLite0:
         self._torch = torch
         chatter = io.StringIO()  # the package print()s a greeting; keep stdout for results
         with contextlib.redirect_stdout(chatter):
-            self.model = EfficientNet.from_pretrained("efficientnet-lite0",
-                                                      weights_path=str(self.weights))
+            self.model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=str(self.weights)
+            )
         log.debug("efficientnet-lite0: %s", chatter.getvalue().strip())
         # Note: never call model.set_swish(): in this package it replaces the Lite models'
         # ReLU6 with swish, silently giving different (wrong) features.
@@ -80,8 +81,9 @@ class EfficientNetLite0:
         """ImageNet class probabilities (N, 1000) from stored penultimate features: the
         classifier is one linear layer on them, so naming clusters needs no second pass
         over the images."""
-        return softmax_classifier(features, self.model._fc.weight.detach().numpy(),
-                                  self.model._fc.bias.detach().numpy())
+        return softmax_classifier(
+            features, self.model._fc.weight.detach().numpy(), self.model._fc.bias.detach().numpy()
+        )
 
     def _onnx_session(self):
         import onnxruntime as ort
@@ -105,12 +107,16 @@ class EfficientNetLite0:
             return path
         log.info("embed: exporting EfficientNet-Lite0 to ONNX (once) at %s", path)
         module = _pooled_features(self.model).eval()
-        sample = torch.from_numpy(np.random.default_rng(0).normal(
-            size=(4, 3, self.input_size, self.input_size)).astype(np.float32))
+        sample = torch.from_numpy(
+            np.random.default_rng(0)
+            .normal(size=(4, 3, self.input_size, self.input_size))
+            .astype(np.float32)
+        )
         batch = torch.export.Dim("batch", min=1)
         with contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(module, (sample,), input_names=["x"], dynamo=True,
-                                        dynamic_shapes={"x": {0: batch}})
+            program = torch.onnx.export(
+                module, (sample,), input_names=["x"], dynamo=True, dynamic_shapes={"x": {0: batch}}
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             program.save(str(tmp))
@@ -137,12 +143,15 @@ def _check_export(path: Path, sample: np.ndarray, expected: np.ndarray) -> None:
     import onnxruntime as ort
 
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"x": sample})[0]
+        None, {"x": sample}
+    )[0]
     worst = float(np.abs(got - expected).max())
     if worst > EXPORT_TOLERANCE:
-        raise RuntimeError(f"ONNX export of EfficientNet-Lite0 differs from PyTorch by "
-                           f"{worst:.2e} (> {EXPORT_TOLERANCE}); set "
-                           f"POSTERMAP_EMBED_BACKEND=torch and report this")
+        raise RuntimeError(
+            f"ONNX export of EfficientNet-Lite0 differs from PyTorch by "
+            f"{worst:.2e} (> {EXPORT_TOLERANCE}); set "
+            f"POSTERMAP_EMBED_BACKEND=torch and report this"
+        )
     log.info("embed: ONNX export matches PyTorch (max abs difference %.1e)", worst)
 
 

@@ -64,7 +64,8 @@ def find_weights() -> Path:
     raise WeightsNotFoundError(
         f"InceptionV3 weights not found (looked at: {places}). Copy torchvision's "
         f"{CHECKPOINT} (https://download.pytorch.org/models/{CHECKPOINT}) to one of them, "
-        f"or set POSTERMAP_INCEPTION_WEIGHTS to its path.")
+        f"or set POSTERMAP_INCEPTION_WEIGHTS to its path."
+    )
 
 
 def build_network():
@@ -86,8 +87,9 @@ def build_network():
         """Named convs applied in sequence; spec = (suffix, cout, kernel, stride, padding)."""
         out = []
         for name, cout, kernel, stride, padding in specs:
-            out.append((name, BasicConv2d(cin, cout, kernel_size=kernel, stride=stride,
-                                          padding=padding)))
+            out.append(
+                (name, BasicConv2d(cin, cout, kernel_size=kernel, stride=stride, padding=padding))
+            )
             cin = cout
         return out
 
@@ -126,52 +128,94 @@ def build_network():
             return torch.cat(outputs, 1)
 
     def block_a(cin: int, pool_features: int) -> Block:
-        return Block([
-            chain(cin, ("branch1x1", 64, 1, 1, 0)),
-            chain(cin, ("branch5x5_1", 48, 1, 1, 0), ("branch5x5_2", 64, 5, 1, 2)),
-            chain(cin, ("branch3x3dbl_1", 64, 1, 1, 0), ("branch3x3dbl_2", 96, 3, 1, 1),
-                  ("branch3x3dbl_3", 96, 3, 1, 1)),
-        ], "avg", BasicConv2d(cin, pool_features, kernel_size=1))
+        return Block(
+            [
+                chain(cin, ("branch1x1", 64, 1, 1, 0)),
+                chain(cin, ("branch5x5_1", 48, 1, 1, 0), ("branch5x5_2", 64, 5, 1, 2)),
+                chain(
+                    cin,
+                    ("branch3x3dbl_1", 64, 1, 1, 0),
+                    ("branch3x3dbl_2", 96, 3, 1, 1),
+                    ("branch3x3dbl_3", 96, 3, 1, 1),
+                ),
+            ],
+            "avg",
+            BasicConv2d(cin, pool_features, kernel_size=1),
+        )
 
     def block_b(cin: int) -> Block:
-        return Block([
-            chain(cin, ("branch3x3", 384, 3, 2, 0)),
-            chain(cin, ("branch3x3dbl_1", 64, 1, 1, 0), ("branch3x3dbl_2", 96, 3, 1, 1),
-                  ("branch3x3dbl_3", 96, 3, 2, 0)),
-        ], "max", None)
+        return Block(
+            [
+                chain(cin, ("branch3x3", 384, 3, 2, 0)),
+                chain(
+                    cin,
+                    ("branch3x3dbl_1", 64, 1, 1, 0),
+                    ("branch3x3dbl_2", 96, 3, 1, 1),
+                    ("branch3x3dbl_3", 96, 3, 2, 0),
+                ),
+            ],
+            "max",
+            None,
+        )
 
     def block_c(cin: int, c7: int) -> Block:
-        return Block([
-            chain(cin, ("branch1x1", 192, 1, 1, 0)),
-            chain(cin, ("branch7x7_1", c7, 1, 1, 0), ("branch7x7_2", c7, (1, 7), 1, (0, 3)),
-                  ("branch7x7_3", 192, (7, 1), 1, (3, 0))),
-            chain(cin, ("branch7x7dbl_1", c7, 1, 1, 0),
-                  ("branch7x7dbl_2", c7, (7, 1), 1, (3, 0)),
-                  ("branch7x7dbl_3", c7, (1, 7), 1, (0, 3)),
-                  ("branch7x7dbl_4", c7, (7, 1), 1, (3, 0)),
-                  ("branch7x7dbl_5", 192, (1, 7), 1, (0, 3))),
-        ], "avg", BasicConv2d(cin, 192, kernel_size=1))
+        return Block(
+            [
+                chain(cin, ("branch1x1", 192, 1, 1, 0)),
+                chain(
+                    cin,
+                    ("branch7x7_1", c7, 1, 1, 0),
+                    ("branch7x7_2", c7, (1, 7), 1, (0, 3)),
+                    ("branch7x7_3", 192, (7, 1), 1, (3, 0)),
+                ),
+                chain(
+                    cin,
+                    ("branch7x7dbl_1", c7, 1, 1, 0),
+                    ("branch7x7dbl_2", c7, (7, 1), 1, (3, 0)),
+                    ("branch7x7dbl_3", c7, (1, 7), 1, (0, 3)),
+                    ("branch7x7dbl_4", c7, (7, 1), 1, (3, 0)),
+                    ("branch7x7dbl_5", 192, (1, 7), 1, (0, 3)),
+                ),
+            ],
+            "avg",
+            BasicConv2d(cin, 192, kernel_size=1),
+        )
 
     def block_d(cin: int) -> Block:
-        return Block([
-            chain(cin, ("branch3x3_1", 192, 1, 1, 0), ("branch3x3_2", 320, 3, 2, 0)),
-            chain(cin, ("branch7x7x3_1", 192, 1, 1, 0),
-                  ("branch7x7x3_2", 192, (1, 7), 1, (0, 3)),
-                  ("branch7x7x3_3", 192, (7, 1), 1, (3, 0)),
-                  ("branch7x7x3_4", 192, 3, 2, 0)),
-        ], "max", None)
+        return Block(
+            [
+                chain(cin, ("branch3x3_1", 192, 1, 1, 0), ("branch3x3_2", 320, 3, 2, 0)),
+                chain(
+                    cin,
+                    ("branch7x7x3_1", 192, 1, 1, 0),
+                    ("branch7x7x3_2", 192, (1, 7), 1, (0, 3)),
+                    ("branch7x7x3_3", 192, (7, 1), 1, (3, 0)),
+                    ("branch7x7x3_4", 192, 3, 2, 0),
+                ),
+            ],
+            "max",
+            None,
+        )
 
     def block_e(cin: int) -> Block:
         def split(prefix: str) -> list[tuple[str, nn.Module]]:
-            return [(f"{prefix}a", BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))),
-                    (f"{prefix}b", BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0)))]
+            return [
+                (f"{prefix}a", BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))),
+                (f"{prefix}b", BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))),
+            ]
 
-        return Block([
-            chain(cin, ("branch1x1", 320, 1, 1, 0)),
-            [*chain(cin, ("branch3x3_1", 384, 1, 1, 0)), split("branch3x3_2")],
-            [*chain(cin, ("branch3x3dbl_1", 448, 1, 1, 0), ("branch3x3dbl_2", 384, 3, 1, 1)),
-             split("branch3x3dbl_3")],
-        ], "avg", BasicConv2d(cin, 192, kernel_size=1))
+        return Block(
+            [
+                chain(cin, ("branch1x1", 320, 1, 1, 0)),
+                [*chain(cin, ("branch3x3_1", 384, 1, 1, 0)), split("branch3x3_2")],
+                [
+                    *chain(cin, ("branch3x3dbl_1", 448, 1, 1, 0), ("branch3x3dbl_2", 384, 3, 1, 1)),
+                    split("branch3x3dbl_3"),
+                ],
+            ],
+            "avg",
+            BasicConv2d(cin, 192, kernel_size=1),
+        )
 
     class InceptionV3(nn.Module):
         def __init__(self) -> None:
@@ -203,10 +247,26 @@ def build_network():
 
         def features(self, x):
             x = x * self.in_scale + self.in_shift
-            for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1",
-                         "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2", "Mixed_5b",
-                         "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
-                         "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+            for name in (
+                "Conv2d_1a_3x3",
+                "Conv2d_2a_3x3",
+                "Conv2d_2b_3x3",
+                "maxpool1",
+                "Conv2d_3b_1x1",
+                "Conv2d_4a_3x3",
+                "maxpool2",
+                "Mixed_5b",
+                "Mixed_5c",
+                "Mixed_5d",
+                "Mixed_6a",
+                "Mixed_6b",
+                "Mixed_6c",
+                "Mixed_6d",
+                "Mixed_6e",
+                "Mixed_7a",
+                "Mixed_7b",
+                "Mixed_7c",
+            ):
                 x = getattr(self, name)(x)
             return x.mean(dim=(2, 3))
 
@@ -222,9 +282,11 @@ def load_checkpoint(network, path: Path) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
     result = network.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{path} is not an InceptionV3 checkpoint in torchvision's layout: "
-                         f"missing {result.missing_keys[:5]}, unexpected "
-                         f"{result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"{path} is not an InceptionV3 checkpoint in torchvision's layout: "
+            f"missing {result.missing_keys[:5]}, unexpected "
+            f"{result.unexpected_keys[:5]}"
+        )
 
 
 class InceptionV3:
@@ -257,8 +319,9 @@ class InceptionV3:
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """ImageNet class probabilities from stored pool features (the fc layer)."""
-        return softmax_classifier(features, self.network.fc.weight.detach().numpy(),
-                                  self.network.fc.bias.detach().numpy())
+        return softmax_classifier(
+            features, self.network.fc.weight.detach().numpy(), self.network.fc.bias.detach().numpy()
+        )
 
 
 register(InceptionV3.name, InceptionV3)

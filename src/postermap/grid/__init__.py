@@ -71,11 +71,22 @@ def grid_cost(xy: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> float:
 METHODS = ("auto", "exact", "blocks", "flas")
 
 
-def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, method: str = "auto",
-                   exact_max: int = 2000, blocks_max: int = 10_000, block_size: int = 1024,
-                   window: int | None = None, max_passes: int | None = None,
-                   tol: float = 1e-4, swap_radius: int = 4, seed: int = 0,
-                   workers: int = 1) -> np.ndarray:
+def assign_to_grid(
+    xy: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    method: str = "auto",
+    exact_max: int = 2000,
+    blocks_max: int = 10_000,
+    block_size: int = 1024,
+    window: int | None = None,
+    max_passes: int | None = None,
+    tol: float = 1e-4,
+    swap_radius: int = 4,
+    seed: int = 0,
+    workers: int = 1,
+) -> np.ndarray:
     """Assign every point to a distinct cell of a ``rows`` x ``cols`` grid.
 
     Args:
@@ -115,13 +126,30 @@ def assign_to_grid(xy: np.ndarray, rows: int, cols: int, *, method: str = "auto"
     if method == "exact" or n < 4:
         return assign_exact(points, np.arange(n), rows, cols)
     if method == "blocks":
-        return assign_blocks(points, rows, cols, block_size=block_size,
-                             window=window or 32, max_passes=max_passes or 8, tol=tol,
-                             seed=seed, workers=workers)
+        return assign_blocks(
+            points,
+            rows,
+            cols,
+            block_size=block_size,
+            window=window or 32,
+            max_passes=max_passes or 8,
+            tol=tol,
+            seed=seed,
+            workers=workers,
+        )
     cells = flas_arrangement(points, rows, cols, seed=seed)
     if swap_radius > 0:
         cells = refine_swaps(points, cells, rows, cols, radius=swap_radius)
     if max_passes:
-        cells = assign_blocks(points, rows, cols, window=window or 16, max_passes=max_passes,
-                              tol=tol, seed=seed, workers=workers, start=cells)
+        cells = assign_blocks(
+            points,
+            rows,
+            cols,
+            window=window or 16,
+            max_passes=max_passes,
+            tol=tol,
+            seed=seed,
+            workers=workers,
+            start=cells,
+        )
     return cells

@@ -31,10 +31,19 @@ log = logging.getLogger(__name__)
 PARALLEL_MIN_POINTS = 5_000
 
 
-def assign_blocks(points: np.ndarray, rows: int, cols: int, *, block_size: int = 1024,
-                  window: int = 32, max_passes: int = 8, tol: float = 1e-4,
-                  seed: int = 0, workers: int = 1, start: np.ndarray | None = None
-                  ) -> np.ndarray:
+def assign_blocks(
+    points: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    block_size: int = 1024,
+    window: int = 32,
+    max_passes: int = 8,
+    tol: float = 1e-4,
+    seed: int = 0,
+    workers: int = 1,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
     """Near-optimal assignment of normalised ``points`` to the first N row-major cells.
 
     ``start``, if given, replaces the bisection as the arrangement to refine.
@@ -50,8 +59,9 @@ def assign_blocks(points: np.ndarray, rows: int, cols: int, *, block_size: int =
             assignment = np.array(start, dtype=np.int64)
         else:
             assignment = np.empty(n, dtype=np.int64)
-            leaves = _bisect(keyed, np.arange(n), np.arange(n, dtype=np.int64), rows, cols,
-                             block_size)
+            leaves = _bisect(
+                keyed, np.arange(n), np.arange(n, dtype=np.int64), rows, cols, block_size
+            )
             solved = _solve_all(points, leaves, rows, cols, pool)
             for (p_idx, _), cells in zip(leaves, solved, strict=True):
                 assignment[p_idx] = cells
@@ -62,12 +72,24 @@ def assign_blocks(points: np.ndarray, rows: int, cols: int, *, block_size: int =
         solved_at: dict[tuple[int, int], int] = {}
         for step in range(max_passes):
             dr, dc = offsets[step % len(offsets)]
-            _refine_pass(points, assignment, rows, cols, window, dr, dc, step + 1,
-                         changed_at, solved_at, pool)
+            _refine_pass(
+                points,
+                assignment,
+                rows,
+                cols,
+                window,
+                dr,
+                dc,
+                step + 1,
+                changed_at,
+                solved_at,
+                pool,
+            )
             new_cost = _cost(points, assignment, rows, cols)
             gain = (cost - new_cost) / cost if cost > 0 else 0.0
-            log.debug("grid: pass %d offset (%d, %d) cost %.6f gain %.2e", step, dr, dc,
-                      new_cost, gain)
+            log.debug(
+                "grid: pass %d offset (%d, %d) cost %.6f gain %.2e", step, dr, dc, new_cost, gain
+            )
             cost = new_cost
             if gain < tol and step >= len(offsets) - 1:
                 break
@@ -77,8 +99,14 @@ def assign_blocks(points: np.ndarray, rows: int, cols: int, *, block_size: int =
     return assignment
 
 
-def _bisect(keyed: np.ndarray, point_idx: np.ndarray, cells: np.ndarray, rows: int,
-            cols: int, block_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _bisect(
+    keyed: np.ndarray,
+    point_idx: np.ndarray,
+    cells: np.ndarray,
+    rows: int,
+    cols: int,
+    block_size: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Leaves (point indices, cells) of the balanced bisection, each at most block_size."""
     leaves = []
     stack = [(point_idx, cells)]
@@ -99,20 +127,38 @@ def _bisect(keyed: np.ndarray, point_idx: np.ndarray, cells: np.ndarray, rows: i
     return leaves
 
 
-def _solve_all(points: np.ndarray, problems: list[tuple[np.ndarray, np.ndarray]], rows: int,
-               cols: int, pool: ProcessPoolExecutor | None) -> list[np.ndarray]:
+def _solve_all(
+    points: np.ndarray,
+    problems: list[tuple[np.ndarray, np.ndarray]],
+    rows: int,
+    cols: int,
+    pool: ProcessPoolExecutor | None,
+) -> list[np.ndarray]:
     """Exact solutions of independent (point indices, cells) problems, in order."""
-    args = ([points[p] for p, _ in problems], [c for _, c in problems],
-            [rows] * len(problems), [cols] * len(problems))
+    args = (
+        [points[p] for p, _ in problems],
+        [c for _, c in problems],
+        [rows] * len(problems),
+        [cols] * len(problems),
+    )
     if pool is None:
         return list(map(assign_exact, *args))
     return list(pool.map(assign_exact, *args, chunksize=4))
 
 
-def _refine_pass(points: np.ndarray, assignment: np.ndarray, rows: int, cols: int,
-                 window: int, dr: int, dc: int, step: int, changed_at: np.ndarray,
-                 solved_at: dict[tuple[int, int], int],
-                 pool: ProcessPoolExecutor | None) -> None:
+def _refine_pass(
+    points: np.ndarray,
+    assignment: np.ndarray,
+    rows: int,
+    cols: int,
+    window: int,
+    dr: int,
+    dc: int,
+    step: int,
+    changed_at: np.ndarray,
+    solved_at: dict[tuple[int, int], int],
+    pool: ProcessPoolExecutor | None,
+) -> None:
     n = len(points)
     owner = np.full(rows * cols, -1, dtype=np.int64)
     owner[assignment] = np.arange(n)
@@ -132,9 +178,9 @@ def _refine_pass(points: np.ndarray, assignment: np.ndarray, rows: int, cols: in
                 continue  # nothing in it moved since it was solved: still optimal
             problems.append((owner[win_cells], win_cells))
             keys.append((r0, c0))
-    for (members, _), key, new_cells in zip(problems, keys,
-                                            _solve_all(points, problems, rows, cols, pool),
-                                            strict=True):
+    for (members, _), key, new_cells in zip(
+        problems, keys, _solve_all(points, problems, rows, cols, pool), strict=True
+    ):
         moved = new_cells != assignment[members]
         changed_at[new_cells[moved]] = step
         assignment[members] = new_cells

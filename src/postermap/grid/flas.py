@@ -18,7 +18,7 @@ def strip_layout(points: np.ndarray, rows: int, cols: int) -> np.ndarray:
     cells = np.empty(len(points), dtype=np.int64)
     by_y = np.argsort(points[:, 1], kind="stable")
     for r in range(rows):
-        members = by_y[r * cols:(r + 1) * cols]
+        members = by_y[r * cols : (r + 1) * cols]
         order = members[np.argsort(points[members, 0], kind="stable")]
         cells[order] = r * cols + np.arange(len(order))
     return cells
@@ -34,8 +34,12 @@ def flas_arrangement(points: np.ndarray, rows: int, cols: int, seed: int = 0) ->
     ids[strip_layout(points, rows, cols)] = np.arange(n, dtype=np.int32)
     frozen = np.zeros(rows * cols, dtype=bool)
     frozen[n:] = True
-    grid = vc_flas.Grid(points.astype(np.float32), ids.reshape(rows, cols),
-                        frozen.reshape(rows, cols), np.arange(n, dtype=np.uint32))
+    grid = vc_flas.Grid(
+        points.astype(np.float32),
+        ids.reshape(rows, cols),
+        frozen.reshape(rows, cols),
+        np.arange(n, dtype=np.uint32),
+    )
     sorting = vc_flas.flas(grid, seed=seed).sorting.ravel()
     cells = np.empty(n, dtype=np.int64)
     filled = sorting >= 0

@@ -18,8 +18,9 @@ from PIL import Image
 from postermap.grid import cell_centres, normalise_points
 
 
-def distance_preservation_quality(features: np.ndarray, cells: np.ndarray, cols: int,
-                                  p: int = 16) -> float:
+def distance_preservation_quality(
+    features: np.ndarray, cells: np.ndarray, cols: int, p: int = 16
+) -> float:
     """DPQ_p of an arrangement.
 
     Args:
@@ -65,8 +66,9 @@ def cell_displacement(xy: np.ndarray, cells: np.ndarray, rows: int, cols: int) -
     return np.linalg.norm(points - centres, axis=1)
 
 
-def seam_map(xy: np.ndarray, cells: np.ndarray, rows: int, cols: int,
-             max_cells: float | None = None) -> Image.Image:
+def seam_map(
+    xy: np.ndarray, cells: np.ndarray, rows: int, cols: int, max_cells: float | None = None
+) -> Image.Image:
     """RGB image, one pixel per cell: dark blue = image sits where the layout put it,
     yellow = moved ``max_cells`` or more (default: the 99th percentile). Holes are black."""
     moved = cell_displacement(xy, cells, rows, cols)

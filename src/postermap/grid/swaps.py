@@ -27,14 +27,21 @@ log = logging.getLogger(__name__)
 
 def swap_offsets(radius: int) -> np.ndarray:
     """Partner offsets (dr, dc) within ``radius`` cells, one of each +/- pair."""
-    return np.array([(dr, dc) for dr in range(radius + 1) for dc in range(-radius, radius + 1)
-                     if (dr > 0 or dc > 0) and dr * dr + dc * dc <= radius * radius],
-                    dtype=np.int64).reshape(-1, 2)
+    return np.array(
+        [
+            (dr, dc)
+            for dr in range(radius + 1)
+            for dc in range(-radius, radius + 1)
+            if (dr > 0 or dc > 0) and dr * dr + dc * dc <= radius * radius
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 2)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sweep(owner: np.ndarray, px: np.ndarray, py: np.ndarray, rows: int, cols: int,
-           offsets: np.ndarray) -> tuple[int, float]:  # pragma: no cover - compiled
+def _sweep(
+    owner: np.ndarray, px: np.ndarray, py: np.ndarray, rows: int, cols: int, offsets: np.ndarray
+) -> tuple[int, float]:  # pragma: no cover - compiled
     """One Gauss-Seidel sweep over all cells; returns (swaps made, cost removed)."""
     swaps = 0
     gained = 0.0
@@ -51,8 +58,9 @@ def _sweep(owner: np.ndarray, px: np.ndarray, py: np.ndarray, rows: int, cols: i
                 j = owner[r2 * cols + c2]
                 if j < 0:
                     continue
-                delta = 2.0 * ((px[i] - px[j]) * ((c - c2) / cols)
-                               + (py[i] - py[j]) * ((r - r2) / rows))
+                delta = 2.0 * (
+                    (px[i] - px[j]) * ((c - c2) / cols) + (py[i] - py[j]) * ((r - r2) / rows)
+                )
                 if delta < 0.0:
                     owner[r * cols + c] = j
                     owner[r2 * cols + c2] = i
@@ -62,8 +70,16 @@ def _sweep(owner: np.ndarray, px: np.ndarray, py: np.ndarray, rows: int, cols: i
     return swaps, gained
 
 
-def refine_swaps(points: np.ndarray, assignment: np.ndarray, rows: int, cols: int, *,
-                 radius: int = 3, tol: float = 1e-5, max_sweeps: int = 1000) -> np.ndarray:
+def refine_swaps(
+    points: np.ndarray,
+    assignment: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    radius: int = 3,
+    tol: float = 1e-5,
+    max_sweeps: int = 1000,
+) -> np.ndarray:
     """Improve ``assignment`` (cell per point, holes allowed) by pair swaps; never worse.
 
     Args:

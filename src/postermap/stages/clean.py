@@ -71,8 +71,11 @@ class CleanParams:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CleanParams:
-        return cls(near_cosine=settings.near_cosine, near_phash=settings.near_phash,
-                   keep_near_duplicates=settings.keep_near_duplicates)
+        return cls(
+            near_cosine=settings.near_cosine,
+            near_phash=settings.near_phash,
+            keep_near_duplicates=settings.keep_near_duplicates,
+        )
 
 
 @dataclass
@@ -83,8 +86,9 @@ class Verdict:
     similarity: float | None = None
 
 
-def clean_collection(rows: list[dict], features: np.ndarray | None, params: CleanParams
-                     ) -> dict[str, Verdict]:
+def clean_collection(
+    rows: list[dict], features: np.ndarray | None, params: CleanParams
+) -> dict[str, Verdict]:
     """Verdicts for the rows that are not plain ``ok`` (ids missing from the result are ok).
 
     Args:
@@ -109,15 +113,17 @@ def clean_collection(rows: list[dict], features: np.ndarray | None, params: Clea
         if len(members) >= params.template_min_size and colours <= params.template_max_colours:
             for i in members:
                 verdicts[rows[i]["id"]] = Verdict(
-                    "boring", f"placeholder_template: one of {len(members)} near-identical "
-                    f"low-colour images")
+                    "boring",
+                    f"placeholder_template: one of {len(members)} near-identical low-colour images",
+                )
             continue
         rep = members[0]
         for i in members[1:]:
             sim = float(features[i] @ features[rep])
             status = "ok" if params.keep_near_duplicates else "near_duplicate"
-            verdicts[rows[i]["id"]] = Verdict(status, f"near_duplicate: cosine {sim:.3f}",
-                                              rows[rep]["id"], round(sim, 4))
+            verdicts[rows[i]["id"]] = Verdict(
+                status, f"near_duplicate: cosine {sim:.3f}", rows[rep]["id"], round(sim, 4)
+            )
     return verdicts
 
 
@@ -156,8 +162,9 @@ def boring_reason(row: dict, params: CleanParams) -> str | None:
     return None
 
 
-def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int],
-                          params: CleanParams) -> list[list[int]]:
+def near_duplicate_groups(
+    rows: list[dict], features: np.ndarray, live: list[int], params: CleanParams
+) -> list[list[int]]:
     """Groups (row indices, representative first, size >= 2) of near duplicates.
 
     Groups are stars, not chains: images are visited largest first (then larger file, then
@@ -172,13 +179,16 @@ def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int
         ia, ib = live[a], live[b]
         sim = float(features[ia] @ features[ib])
         bits = phash_distance(rows[ia]["phash"], rows[ib]["phash"])
-        if (sim >= params.near_cosine_strong
-                or (sim >= params.near_cosine and bits <= params.near_phash)
-                or (sim >= params.near_cosine_loose and bits <= params.near_phash_tight)):
+        if (
+            sim >= params.near_cosine_strong
+            or (sim >= params.near_cosine and bits <= params.near_phash)
+            or (sim >= params.near_cosine_loose and bits <= params.near_phash_tight)
+        ):
             confirmed[ia].add(ib)
             confirmed[ib].add(ia)
-    order = sorted(confirmed, key=lambda i: (-_area(rows[i]), -(rows[i]["bytes"] or 0),
-                                             rows[i]["path"]))
+    order = sorted(
+        confirmed, key=lambda i: (-_area(rows[i]), -(rows[i]["bytes"] or 0), rows[i]["path"])
+    )
     assigned: set[int] = set()
     groups = []
     for rep in order:
@@ -193,8 +203,9 @@ def near_duplicate_groups(rows: list[dict], features: np.ndarray, live: list[int
     return groups
 
 
-def embedding_candidates(features: np.ndarray, rows: np.ndarray, k: int, dims: int = 128
-                         ) -> set[tuple[int, int]]:
+def embedding_candidates(
+    features: np.ndarray, rows: np.ndarray, k: int, dims: int = 128
+) -> set[tuple[int, int]]:
     """Pairs (i < j) of positions in ``rows`` where j is among i's k nearest neighbours
     by cosine (hnswlib) of ``features[rows]``.
 
@@ -233,7 +244,7 @@ def phash_candidates(hashes: list[str]) -> set[tuple[int, int]]:
     for quarter in range(4):
         buckets: dict[str, list[int]] = defaultdict(list)
         for i, h in enumerate(hashes):
-            buckets[h[quarter * 4:(quarter + 1) * 4]].append(i)
+            buckets[h[quarter * 4 : (quarter + 1) * 4]].append(i)
         for members in buckets.values():
             if len(members) > 64:
                 continue
@@ -254,12 +265,15 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     hashes, embeddings = load_embeddings(ws)
     row_of = {h: i for i, h in enumerate(hashes.tolist())}
     features = np.zeros((len(rows), embeddings.shape[1]), dtype=np.float32)
-    present = [(i, row_of[row["content_hash"]]) for i, row in enumerate(rows)
-               if row["content_hash"] in row_of and row["status"] == "ok"]
+    present = [
+        (i, row_of[row["content_hash"]])
+        for i, row in enumerate(rows)
+        if row["content_hash"] in row_of and row["status"] == "ok"
+    ]
     if present:
         at, source = (np.array(column) for column in zip(*present, strict=True))
         for start, unit in row_chunks(embeddings, source):  # normalised, chunk by chunk
-            features[at[start:start + len(unit)]] = unit
+            features[at[start : start + len(unit)]] = unit
     verdicts = clean_collection(rows, features, CleanParams.from_settings(settings))
     verdicts = apply_overrides(rows, verdicts, read_overrides(ws))
     out = {name: [] for name in CLEAN_COLUMNS}
@@ -270,8 +284,9 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
         out["reason"].append(verdict.reason)
         out["duplicate_of"].append(verdict.duplicate_of)
         out["similarity"].append(verdict.similarity)
-    schema = pa.schema([(c, pa.float32() if c == "similarity" else pa.string())
-                        for c in CLEAN_COLUMNS])
+    schema = pa.schema(
+        [(c, pa.float32() if c == "similarity" else pa.string()) for c in CLEAN_COLUMNS]
+    )
     atomic_write_table(ws.table_path("clean"), pa.table(out, schema=schema))
     counts: dict[str, int] = {"in": len(rows)}
     for status, reason in zip(out["status"], out["reason"], strict=True):
@@ -283,15 +298,34 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
 
 
 #: ingest columns the clean rules read
-INPUT_COLUMNS = ("id", "path", "status", "reason", "content_hash", "pixel_hash", "width",
-                 "height", "bytes", "phash", "gray_std", "detail", "edge_p99", "colours",
-                 "row_repeat")
+INPUT_COLUMNS = (
+    "id",
+    "path",
+    "status",
+    "reason",
+    "content_hash",
+    "pixel_hash",
+    "width",
+    "height",
+    "bytes",
+    "phash",
+    "gray_std",
+    "detail",
+    "edge_p99",
+    "colours",
+    "row_repeat",
+)
 
 
 def _area(row: dict) -> int:
     return (row["width"] or 0) * (row["height"] or 0)
 
 
-STAGE = Stage(name="clean", depends=("ingest", "embed"),
-              params=("near_cosine", "near_phash", "keep_near_duplicates"), run=run,
-              version=6, input_fingerprint=overrides_fingerprint)
+STAGE = Stage(
+    name="clean",
+    depends=("ingest", "embed"),
+    params=("near_cosine", "near_phash", "keep_near_duplicates"),
+    run=run,
+    version=6,
+    input_fingerprint=overrides_fingerprint,
+)

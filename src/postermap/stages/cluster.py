@@ -55,38 +55,60 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     if settings.cluster_space == "layout":
         space = xy
     else:
-        space = Projection.fit(embeddings, rows, EMBEDDING_DIMS, settings.seed,
-                               renormalise=False).transform(embeddings, rows)
-    labels = find_clusters(space, settings.cluster_method, eps=settings.dbscan_eps,
-                           min_samples=settings.dbscan_min_samples,
-                           min_cluster_size=settings.min_cluster_size,
-                           selection=settings.hdbscan_selection, seed=settings.seed)
+        space = Projection.fit(
+            embeddings, rows, EMBEDDING_DIMS, settings.seed, renormalise=False
+        ).transform(embeddings, rows)
+    labels = find_clusters(
+        space,
+        settings.cluster_method,
+        eps=settings.dbscan_eps,
+        min_samples=settings.dbscan_min_samples,
+        min_cluster_size=settings.min_cluster_size,
+        selection=settings.hdbscan_selection,
+        seed=settings.seed,
+    )
     id_list = ids.tolist()
     labels = apply_curation(labels, id_list, read_curation(ws.root / FILE_NAME))
-    ingest = {r["id"]: r for r in read_table(ws, "ingest").select(
-        ["id", "title", "colour_hist"]).to_pylist()}
+    ingest = {
+        r["id"]: r
+        for r in read_table(ws, "ingest").select(["id", "title", "colour_hist"]).to_pylist()
+    }
     colour = np.array([ingest[i]["colour_hist"] for i in id_list], dtype=np.float32)
     infos = describe_clusters(labels, embeddings, colour, seed=settings.seed, rows=rows)
-    name_clusters(ws, settings, infos, labels, (embeddings, rows),
-                  [ingest[i]["title"] for i in id_list])
+    name_clusters(
+        ws, settings, infos, labels, (embeddings, rows), [ingest[i]["title"] for i in id_list]
+    )
     names = {info.id: info.name for info in infos}
-    atomic_write_table(ws.table_path("cluster"), pa.table({
-        "id": pa.array(id_list, pa.string()),
-        "cluster": pa.array(labels, pa.int32()),
-        "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string())}))
-    atomic_write_text(ws.root / "clusters.json", json.dumps([asdict(i) for i in infos],
-                                                            indent=1))
+    atomic_write_table(
+        ws.table_path("cluster"),
+        pa.table(
+            {
+                "id": pa.array(id_list, pa.string()),
+                "cluster": pa.array(labels, pa.int32()),
+                "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string()),
+            }
+        ),
+    )
+    atomic_write_text(ws.root / "clusters.json", json.dumps([asdict(i) for i in infos], indent=1))
     atomic_write_text(ws.root / "clusters.csv", _clusters_csv(id_list, labels, infos))
     if write_template(ws.root / FILE_NAME, infos):
-        log.info("cluster: wrote %s; edit it to rename, drop or merge clusters",
-                 ws.root / FILE_NAME)
-    return StageOutcome(counts={"in": len(ids), "clusters": len(infos),
-                                "noise": int((labels < 0).sum())}, items=len(ids))
+        log.info(
+            "cluster: wrote %s; edit it to rename, drop or merge clusters", ws.root / FILE_NAME
+        )
+    return StageOutcome(
+        counts={"in": len(ids), "clusters": len(infos), "noise": int((labels < 0).sum())},
+        items=len(ids),
+    )
 
 
-def name_clusters(ws: Workspace, settings: Settings, infos: list[ClusterInfo],
-                  labels: np.ndarray, features: tuple[np.ndarray, np.ndarray],
-                  titles: list[str]) -> None:
+def name_clusters(
+    ws: Workspace,
+    settings: Settings,
+    infos: list[ClusterInfo],
+    labels: np.ndarray,
+    features: tuple[np.ndarray, np.ndarray],
+    titles: list[str],
+) -> None:
     """Fill in names: the user's (clusters.toml), else title keywords, else ImageNet.
     ``features`` is (embeddings, row of each labelled image)."""
     from postermap.embedders import get_embedder
@@ -124,12 +146,26 @@ def _clusters_csv(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) 
     writer.writerow(["id", "cluster", "name", "score"])
     for image_id, label in zip(ids, labels.tolist(), strict=True):
         info = by_id.get(label)
-        writer.writerow([image_id, label, info.name if info else "",
-                         f"{info.score:.4f}" if info else ""])
+        writer.writerow(
+            [image_id, label, info.name if info else "", f"{info.score:.4f}" if info else ""]
+        )
     return out.getvalue()
 
 
-STAGE = Stage(name="cluster", depends=("reduce",),
-              params=("cluster_method", "cluster_space", "dbscan_eps", "dbscan_min_samples",
-                      "min_cluster_size", "hdbscan_selection", "model", "seed"),
-              run=run, version=3, input_fingerprint=curation_fingerprint)
+STAGE = Stage(
+    name="cluster",
+    depends=("reduce",),
+    params=(
+        "cluster_method",
+        "cluster_space",
+        "dbscan_eps",
+        "dbscan_min_samples",
+        "min_cluster_size",
+        "hdbscan_selection",
+        "model",
+        "seed",
+    ),
+    run=run,
+    version=3,
+    input_fingerprint=curation_fingerprint,
+)

@@ -49,20 +49,25 @@ def _worker_init(_worker_id: int) -> None:
     die_with_parent()
 
 
-def embed_paths(paths: list[Path], embedder: Embedder, batch_size: int, workers: int,
-                on_batch=None) -> np.ndarray:
+def embed_paths(
+    paths: list[Path], embedder: Embedder, batch_size: int, workers: int, on_batch=None
+) -> np.ndarray:
     """Features for ``paths`` in order, decoding in ``workers - 1`` background processes."""
     import torch
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(ThumbnailDataset(paths, embedder), batch_size=batch_size,
-                        num_workers=max(0, workers - 1), collate_fn=np.stack,
-                        worker_init_fn=_worker_init)
+    loader = DataLoader(
+        ThumbnailDataset(paths, embedder),
+        batch_size=batch_size,
+        num_workers=max(0, workers - 1),
+        collate_fn=np.stack,
+        worker_init_fn=_worker_init,
+    )
     torch.set_num_threads(max(1, workers))
     out = np.empty((len(paths), embedder.dim), dtype=np.float32)
     done = 0
     for batch in loader:
-        out[done:done + len(batch)] = embedder.embed(batch)
+        out[done : done + len(batch)] = embedder.embed(batch)
         done += len(batch)
         if on_batch is not None:
             on_batch(len(batch))
@@ -84,28 +89,32 @@ def embed_shard(model: str, paths: list[Path], batch_size: int) -> np.ndarray:
         embedder = _WORKER_EMBEDDERS[model] = get_embedder(model, threads=1)
     out = np.empty((len(paths), embedder.dim), dtype=np.float32)
     for start in range(0, len(paths), batch_size):
-        batch = np.stack([embedder.preprocess(load_image(p))
-                          for p in paths[start:start + batch_size]])
-        out[start:start + len(batch)] = embedder.embed(batch)
+        batch = np.stack(
+            [embedder.preprocess(load_image(p)) for p in paths[start : start + batch_size]]
+        )
+        out[start : start + len(batch)] = embedder.embed(batch)
     return out
 
 
-def _embed_todo(ws: Workspace, settings: Settings, todo: list[tuple[list[str], Path]],
-                advance) -> None:
+def _embed_todo(
+    ws: Workspace, settings: Settings, todo: list[tuple[list[str], Path]], advance
+) -> None:
     """Compute and save the missing shards, on Ray tasks or here."""
     paths = [[ws.thumb_path(h) for h in shard_ids] for shard_ids, _ in todo]
     if settings.ray:
         with make_runner(settings.ray, settings.workers) as runner:
-            results = runner.map(embed_shard, [settings.model] * len(todo), paths,
-                                 [settings.batch_size] * len(todo))
+            results = runner.map(
+                embed_shard, [settings.model] * len(todo), paths, [settings.batch_size] * len(todo)
+            )
             for (_, path), features in zip(todo, results, strict=True):
                 atomic_save_npy(path, features)
                 advance(len(features))
         return
     embedder = get_embedder(settings.model) if todo else None
     for shard_paths, (_, path) in zip(paths, todo, strict=True):
-        features = embed_paths(shard_paths, embedder, settings.batch_size, settings.workers,
-                               on_batch=advance)
+        features = embed_paths(
+            shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
+        )
         atomic_save_npy(path, features)
 
 
@@ -113,36 +122,46 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ingest = read_table(ws, "ingest").select(["status", "content_hash"]).to_pylist()
     ids = sorted({row["content_hash"] for row in ingest if row["status"] == "ok"})
     if not ids:
-        raise NothingToMapError(f"none of the {len(ingest)} input files is a readable image; "
-                                f"their reasons are in {ws.catalog_path}")
+        raise NothingToMapError(
+            f"none of the {len(ingest)} input files is a readable image; "
+            f"their reasons are in {ws.catalog_path}"
+        )
     shard_dir = ws.embed_dir / "shards"
-    shards = [ids[i:i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
+    shards = [ids[i : i + settings.shard_size] for i in range(0, len(ids), settings.shard_size)]
     key = f"{settings.model}:{settings.thumb_size}:v{STAGE.version}"
     shard_paths = [shard_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
     todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not p.exists()]
     if len(todo) < len(shards):
-        log.info("embed: resuming, %d of %d shards already done", len(shards) - len(todo),
-                 len(shards))
+        log.info(
+            "embed: resuming, %d of %d shards already done", len(shards) - len(todo), len(shards)
+        )
     computed = sum(len(s) for s, _ in todo)
     with progress_bar() as bar:
         task = bar.add_task(f"embed ({settings.model})", total=computed)
         _embed_todo(ws, settings, todo, lambda n: bar.advance(task, n))
     dim = np.load(shard_paths[0], mmap_mode="r").shape[1]
-    merged = np.lib.format.open_memmap(ws.embed_dir / ".tmp-embeddings.npy", mode="w+",
-                                       dtype=np.float32, shape=(len(ids), dim))
+    merged = np.lib.format.open_memmap(
+        ws.embed_dir / ".tmp-embeddings.npy", mode="w+", dtype=np.float32, shape=(len(ids), dim)
+    )
     offset = 0
     for path in shard_paths:
         part = np.load(path, mmap_mode="r")
-        merged[offset:offset + len(part)] = part
+        merged[offset : offset + len(part)] = part
         offset += len(part)
     merged.flush()
     del merged
     (ws.embed_dir / ".tmp-embeddings.npy").replace(ws.embed_dir / "embeddings.npy")
     atomic_save_npy(ws.embed_dir / "ids.npy", np.array(ids))
     _remove_stale_shards(shard_dir, set(shard_paths))
-    return StageOutcome(counts={"in": len(ids), "embedded_now": computed,
-                                "reused_from_shards": len(ids) - computed, "dim": dim},
-                        items=computed)
+    return StageOutcome(
+        counts={
+            "in": len(ids),
+            "embedded_now": computed,
+            "reused_from_shards": len(ids) - computed,
+            "dim": dim,
+        },
+        items=computed,
+    )
 
 
 def load_embeddings(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +177,7 @@ def embedding_rows(ws: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     row_of = {h: i for i, h in enumerate(hashes.tolist())}
     ingest = read_table(ws, "ingest").select(["id", "content_hash"]).to_pydict()
     hash_of = dict(zip(ingest["id"], ingest["content_hash"], strict=True))
-    rows = np.fromiter((row_of[hash_of[i]] for i in ids.tolist()), dtype=np.int64,
-                       count=len(ids))
+    rows = np.fromiter((row_of[hash_of[i]] for i in ids.tolist()), dtype=np.int64, count=len(ids))
     return embeddings, rows
 
 

@@ -45,8 +45,9 @@ def write_seam_report(ws: Workspace, scale: int = 4) -> Path:
         raise FileNotFoundError("run the grid stage first")
     rows, cols = marker["rows"], marker["cols"]
     table = pq.read_table(ws.table_path("grid")).to_pydict()
-    cell_of = {i: r * cols + c for i, r, c in zip(table["id"], table["row"], table["col"],
-                                                   strict=True)}
+    cell_of = {
+        i: r * cols + c for i, r, c in zip(table["id"], table["row"], table["col"], strict=True)
+    }
     cells = np.array([cell_of[i] for i in ids.tolist()], dtype=np.int64)
     image = seam_map(xy, cells, rows, cols)
     image = image.resize((cols * scale, rows * scale), resample=0)
@@ -54,24 +55,41 @@ def write_seam_report(ws: Workspace, scale: int = 4) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     moved = cell_displacement(xy, cells, rows, cols)
-    log.info("grid: median displacement %.2f cells, 99th percentile %.2f", np.median(moved),
-             np.percentile(moved, 99))
+    log.info(
+        "grid: median displacement %.2f cells, 99th percentile %.2f",
+        np.median(moved),
+        np.percentile(moved, 99),
+    )
     return path
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids, xy = oriented_layout(ws)
     rows, cols = grid_shape(len(xy), layout_aspect(xy))
-    cells = assign_to_grid(xy, rows, cols, exact_max=settings.grid_exact_max,
-                           seed=settings.seed, workers=settings.workers)
-    table = pa.table({"id": pa.array(ids.tolist(), pa.string()),
-                      "row": pa.array(cells // cols, pa.int32()),
-                      "col": pa.array(cells % cols, pa.int32())})
+    cells = assign_to_grid(
+        xy,
+        rows,
+        cols,
+        exact_max=settings.grid_exact_max,
+        seed=settings.seed,
+        workers=settings.workers,
+    )
+    table = pa.table(
+        {
+            "id": pa.array(ids.tolist(), pa.string()),
+            "row": pa.array(cells // cols, pa.int32()),
+            "col": pa.array(cells % cols, pa.int32()),
+        }
+    )
     atomic_write_table(ws.table_path("grid"), table)
     cost = grid_cost(xy, cells, rows, cols)
-    return StageOutcome(counts={"in": len(ids), "rows": rows, "cols": cols},
-                        items=len(ids), extra={"rows": rows, "cols": cols, "cost": cost})
+    return StageOutcome(
+        counts={"in": len(ids), "rows": rows, "cols": cols},
+        items=len(ids),
+        extra={"rows": rows, "cols": cols, "cost": cost},
+    )
 
 
-STAGE = Stage(name="grid", depends=("reduce",), params=("grid_exact_max", "seed"), run=run,
-              version=2)
+STAGE = Stage(
+    name="grid", depends=("reduce",), params=("grid_exact_max", "seed"), run=run, version=2
+)

@@ -43,14 +43,30 @@ __all__ = ["IngestError", "STAGE", "inspect_file", "run"]
 PART_SIZE = 512
 #: Prefix of a pixel hash taken from a reduced-scale JPEG decode (see _confirm_pixel_hashes).
 PROVISIONAL = "~"
-RECORD_FIELDS = ("source", "path", "file", "content_hash", "pixel_hash", "width", "height",
-                 "format", "bytes", "status", "reason", "phash", "gray_std", "detail",
-                 "edge_p99", "colours", "row_repeat", "colour_hist")
+RECORD_FIELDS = (
+    "source",
+    "path",
+    "file",
+    "content_hash",
+    "pixel_hash",
+    "width",
+    "height",
+    "format",
+    "bytes",
+    "status",
+    "reason",
+    "phash",
+    "gray_std",
+    "detail",
+    "edge_p99",
+    "colours",
+    "row_repeat",
+    "colour_hist",
+)
 FLOAT_FIELDS = ("gray_std", "detail", "edge_p99", "colours", "row_repeat")
 
 
-def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
-                 thumb_size: int) -> dict:
+def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int, thumb_size: int) -> dict:
     """Read, hash, verify and thumbnail one file. Runs in a worker process."""
     record: dict = dict.fromkeys(RECORD_FIELDS)
     record.update(source=str(path), path=rel, file=str(path), status="ok")
@@ -65,8 +81,7 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
         record.update(status="corrupt", reason="empty: file has zero bytes")
         return record
     try:
-        image, (width, height) = decode_image(data, max_pixels=max_pixels,
-                                              at_least=thumb_size)
+        image, (width, height) = decode_image(data, max_pixels=max_pixels, at_least=thumb_size)
     except ImageLoadError as err:
         record.update(status="corrupt", reason=str(err))
         return record
@@ -74,9 +89,13 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int,
     # A JPEG decoded at reduced scale gets a provisional pixel hash; run() confirms the
     # rare collisions at full resolution.
     reduced = image.size != (width, height)
-    record.update(width=width, height=height, format=path.suffix.lower().lstrip("."),
-                  pixel_hash=PROVISIONAL + pixel_hash(image) if reduced else pixel_hash(image),
-                  **image_stats(small, full=image))
+    record.update(
+        width=width,
+        height=height,
+        format=path.suffix.lower().lstrip("."),
+        pixel_hash=PROVISIONAL + pixel_hash(image) if reduced else pixel_hash(image),
+        **image_stats(small, full=image),
+    )
     thumb = thumbs_dir / chash[:2] / f"{chash}.jpg"
     if not thumb.exists():
         atomic_write_bytes(thumb, encode_jpeg(small))
@@ -87,19 +106,20 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     items, counts = collect_items(ws, settings)
     local = [item for item in items if item.local is not None]
     parts_dir = ws.root / "ingest"
-    parts = [local[i:i + PART_SIZE] for i in range(0, len(local), PART_SIZE)]
+    parts = [local[i : i + PART_SIZE] for i in range(0, len(local), PART_SIZE)]
     part_paths = [_part_path(parts_dir, part, settings) for part in parts]
-    todo = [(part, path) for part, path in zip(parts, part_paths, strict=True)
-            if not path.exists()]
+    todo = [(part, path) for part, path in zip(parts, part_paths, strict=True) if not path.exists()]
     if len(todo) < len(parts):
-        log.info("ingest: resuming, %d of %d parts already done", len(parts) - len(todo),
-                 len(parts))
+        log.info(
+            "ingest: resuming, %d of %d parts already done", len(parts) - len(todo), len(parts)
+        )
     n_todo = sum(len(part) for part, _ in todo)
     with make_runner(settings.ray, settings.workers) as runner:
         records = iter(())
         if todo:
-            records = _inspect_all(runner, [item for part, _ in todo for item in part], ws,
-                                   settings)
+            records = _inspect_all(
+                runner, [item for part, _ in todo for item in part], ws, settings
+            )
         progress = track(records, n_todo, "ingest")
         for part, part_path in todo:
             rows = [next(progress) for _ in part]
@@ -112,8 +132,9 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     for part_path in part_paths:
         for record in pq.read_table(part_path).to_pylist():
             inspected[record["path"]] = record
-    counts["pixel_hashes_confirmed"] = _confirm_pixel_hashes(list(inspected.values()),
-                                                             settings.max_pixels)
+    counts["pixel_hashes_confirmed"] = _confirm_pixel_hashes(
+        list(inspected.values()), settings.max_pixels
+    )
     table = _build_table(items, inspected)
     atomic_write_table(ws.table_path("ingest"), table)
     statuses = table["status"].to_pylist()
@@ -146,8 +167,7 @@ def _confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
             member["pixel_hash"] = pixel_hash(load_image(Path(member["file"]), max_pixels))
             decoded += 1
     if decoded:
-        log.info("ingest: %d reduced-scale pixel hashes collided; confirmed at full size",
-                 decoded)
+        log.info("ingest: %d reduced-scale pixel hashes collided; confirmed at full size", decoded)
     return decoded
 
 
@@ -155,8 +175,11 @@ def _build_table(items: list[SourceItem], inspected: dict[str, dict]) -> pa.Tabl
     """One row per item: inspection results, or the item's own failure, plus metadata."""
     rows = []
     for item in items:
-        record = dict(inspected[item.path]) if item.local is not None else {
-            name: None for name in RECORD_FIELDS}
+        record = (
+            dict(inspected[item.path])
+            if item.local is not None
+            else {name: None for name in RECORD_FIELDS}
+        )
         record.update(source=item.source, path=item.path)
         if item.status is not None:
             record.update(status=item.status, reason=item.reason)
@@ -167,21 +190,30 @@ def _build_table(items: list[SourceItem], inspected: dict[str, dict]) -> pa.Tabl
     columns = sorted({k for item in items for k in item.metadata})
     for column in columns:
         if column in table.column_names:
-            log.warning("metadata column %r clashes with a catalog column; kept as %r",
-                        column, f"meta_{column}")
+            log.warning(
+                "metadata column %r clashes with a catalog column; kept as %r",
+                column,
+                f"meta_{column}",
+            )
         name = column if column not in table.column_names else f"meta_{column}"
-        table = table.append_column(name, pa.array([i.metadata.get(column) for i in items],
-                                                   pa.string()))
+        table = table.append_column(
+            name, pa.array([i.metadata.get(column) for i in items], pa.string())
+        )
     return table
 
 
-def _inspect_all(runner: Runner, items: list[SourceItem], ws: Workspace,
-                 settings: Settings):
+def _inspect_all(runner: Runner, items: list[SourceItem], ws: Workspace, settings: Settings):
     n = len(items)
     chunk = 64 if runner.distributed else max(1, min(64, n // (4 * settings.workers) or 1))
-    return runner.map(inspect_file, [i.local for i in items], [i.path for i in items],
-                    [ws.thumbs_dir] * n, [settings.max_pixels] * n, [settings.thumb_size] * n,
-                    chunksize=chunk)
+    return runner.map(
+        inspect_file,
+        [i.local for i in items],
+        [i.path for i in items],
+        [ws.thumbs_dir] * n,
+        [settings.max_pixels] * n,
+        [settings.thumb_size] * n,
+        chunksize=chunk,
+    )
 
 
 def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> Path:
@@ -189,14 +221,18 @@ def _part_path(parts_dir: Path, part: list[SourceItem], settings: Settings) -> P
     digest.update(f"{settings.max_pixels}:{settings.thumb_size}:{STATS_VERSION}\n".encode())
     for item in part:
         stat = item.local.stat()
-        digest.update(f"{item.path}\0{item.local}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-                      .encode())
+        digest.update(f"{item.path}\0{item.local}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return parts_dir / f"part-{digest.hexdigest()[:20]}.parquet"
 
 
 def _record_schema() -> pa.Schema:
-    types = {"width": pa.int32(), "height": pa.int32(), "bytes": pa.int64(),
-             "colour_hist": pa.list_(pa.float32()), **dict.fromkeys(FLOAT_FIELDS, pa.float32())}
+    types = {
+        "width": pa.int32(),
+        "height": pa.int32(),
+        "bytes": pa.int64(),
+        "colour_hist": pa.list_(pa.float32()),
+        **dict.fromkeys(FLOAT_FIELDS, pa.float32()),
+    }
     return pa.schema([(name, types.get(name, pa.string())) for name in RECORD_FIELDS])
 
 
@@ -209,9 +245,12 @@ def _assign_ids(table: pa.Table) -> pa.Table:
     """
     seen: set[str] = set()
     ids = []
-    for chash, path, source in zip(table["content_hash"].to_pylist(),
-                                   table["path"].to_pylist(), table["source"].to_pylist(),
-                                   strict=True):
+    for chash, path, source in zip(
+        table["content_hash"].to_pylist(),
+        table["path"].to_pylist(),
+        table["source"].to_pylist(),
+        strict=True,
+    ):
         if chash is None:
             ids.append("src-" + hashlib.sha256(f"{source}\0{path}".encode()).hexdigest()[:24])
         elif chash in seen:
@@ -225,8 +264,16 @@ def _assign_ids(table: pa.Table) -> pa.Table:
 STAGE = Stage(
     name="ingest",
     depends=(),
-    params=("source", "metadata", "max_pixels", "thumb_size", "url_column", "title_column",
-            "id_column", "max_bytes"),
+    params=(
+        "source",
+        "metadata",
+        "max_pixels",
+        "thumb_size",
+        "url_column",
+        "title_column",
+        "id_column",
+        "max_bytes",
+    ),
     run=run,
     input_fingerprint=source_fingerprint,
     version=STATS_VERSION,  # new measurements must re-inspect existing workspaces

@@ -60,9 +60,9 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     sims = np.zeros((len(ids), k - 1), dtype=np.float32)
     for i in range(len(ids)):
         keep = labels[i] != i
-        row, sim = labels[i][keep][:k - 1], scores[i][keep][:k - 1]
-        neighbours[i, :len(row)] = row
-        sims[i, :len(sim)] = sim
+        row, sim = labels[i][keep][: k - 1], scores[i][keep][: k - 1]
+        neighbours[i, : len(row)] = row
+        sims[i, : len(sim)] = sim
     out = ws.root / "neighbours"
     out.mkdir(exist_ok=True)
     projection.save(out / "projection.npz")
@@ -75,7 +75,8 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
 
 def load_neighbours(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
     return np.load(ws.root / "neighbours" / "neighbours.npy"), np.load(
-        ws.root / "neighbours" / "scores.npy")
+        ws.root / "neighbours" / "scores.npy"
+    )
 
 
 def query(ws: Workspace, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,24 +27,33 @@ log = logging.getLogger(__name__)
 MIN_IMAGES = 5
 
 
-def reduce_to_2d(features: np.ndarray, pca_dims: int, perplexity: float, seed: int,
-                 n_jobs: int = 1, rows: np.ndarray | None = None) -> np.ndarray:
+def reduce_to_2d(
+    features: np.ndarray,
+    pca_dims: int,
+    perplexity: float,
+    seed: int,
+    n_jobs: int = 1,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """2-D t-SNE layout of ``features[rows]`` (all rows if None; ``features`` may be a
     memmap: it is read in chunks). Small N gets a smaller perplexity."""
     from openTSNE import TSNE
 
     n = len(features) if rows is None else len(rows)
     if n < MIN_IMAGES:
-        raise NothingToMapError(f"a map needs at least {MIN_IMAGES} images, and only {n} are "
-                                f"left after cleaning (statuses and reasons in catalog.parquet; "
-                                f"overrides.toml can keep flagged ones)")
+        raise NothingToMapError(
+            f"a map needs at least {MIN_IMAGES} images, and only {n} are "
+            f"left after cleaning (statuses and reasons in catalog.parquet; "
+            f"overrides.toml can keep flagged ones)"
+        )
     dims = min(pca_dims, n - 1, features.shape[1])
     projection = Projection.fit(features, rows, dims, seed, renormalise=False)
     reduced = projection.transform(features, rows)
     # openTSNE requires 3 * perplexity < N; keep tiny test sets valid.
     perplexity = min(perplexity, (n - 1) / 3.0)
-    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs,
-                verbose=False)
+    tsne = TSNE(
+        n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs, verbose=False
+    )
     return np.asarray(tsne.fit(reduced), dtype=np.float64)
 
 
@@ -58,12 +67,23 @@ def normalise_layout(xy: np.ndarray) -> np.ndarray:
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
     ids = np.array(ok_ids(ws))
     embeddings, rows = embedding_rows(ws, ids)
-    xy = reduce_to_2d(embeddings, settings.pca_dims, settings.perplexity, settings.seed,
-                      n_jobs=settings.workers, rows=rows)
+    xy = reduce_to_2d(
+        embeddings,
+        settings.pca_dims,
+        settings.perplexity,
+        settings.seed,
+        n_jobs=settings.workers,
+        rows=rows,
+    )
     atomic_save_npy(ws.root / "layout_ids.npy", ids)
     atomic_save_npy(ws.root / "layout.npy", xy)
-    table = pa.table({"id": pa.array(ids.tolist(), pa.string()),
-                      "x": pa.array(xy[:, 0]), "y": pa.array(xy[:, 1])})
+    table = pa.table(
+        {
+            "id": pa.array(ids.tolist(), pa.string()),
+            "x": pa.array(xy[:, 0]),
+            "y": pa.array(xy[:, 1]),
+        }
+    )
     atomic_write_table(ws.table_path("reduce"), table)
     return StageOutcome(counts={"in": len(ids), "out": len(ids)}, items=len(ids))
 
@@ -80,5 +100,10 @@ def load_layout(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
     return np.load(ws.root / "layout_ids.npy"), np.load(ws.root / "layout.npy")
 
 
-STAGE = Stage(name="reduce", depends=("embed", "clean"), params=("pca_dims", "perplexity", "seed"),
-              run=run, version=2)
+STAGE = Stage(
+    name="reduce",
+    depends=("embed", "clean"),
+    params=("pca_dims", "perplexity", "seed"),
+    run=run,
+    version=2,
+)

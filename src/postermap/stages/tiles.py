@@ -42,10 +42,33 @@ log = logging.getLogger(__name__)
 SHARD_SIZE = 1000
 TILE_SIZE = 256
 #: Catalog columns that are internal bookkeeping, not shown in the viewer's detail panel.
-HIDDEN_COLUMNS = {"colour_hist", "phash", "gray_std", "detail", "edge_p99", "colours",
-                  "row_repeat", "similarity", "cluster_name",
-                  "id", "source", "path", "file", "content_hash", "pixel_hash", "status", "reason",
-                  "duplicate_of", "x", "y", "row", "col", "cluster", "title", "bytes"}
+HIDDEN_COLUMNS = {
+    "colour_hist",
+    "phash",
+    "gray_std",
+    "detail",
+    "edge_p99",
+    "colours",
+    "row_repeat",
+    "similarity",
+    "cluster_name",
+    "id",
+    "source",
+    "path",
+    "file",
+    "content_hash",
+    "pixel_hash",
+    "status",
+    "reason",
+    "duplicate_of",
+    "x",
+    "y",
+    "row",
+    "col",
+    "cluster",
+    "title",
+    "bytes",
+}
 
 
 def run(ws: Workspace, settings: Settings) -> StageOutcome:
@@ -64,12 +87,15 @@ def run(ws: Workspace, settings: Settings) -> StageOutcome:
     _link_images(tmp / "images", items)
     _link_thumbs(ws, tmp / "thumbs", items)
     _swap_into_place(tmp, ws.site_dir)
-    return StageOutcome(counts={"images": len(items), "rows": rows, "cols": cols,
-                                "zoom_levels": levels}, items=len(items))
+    return StageOutcome(
+        counts={"images": len(items), "rows": rows, "cols": cols, "zoom_levels": levels},
+        items=len(items),
+    )
 
 
-def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
-                   settings: Settings, out_dir: Path) -> int:
+def render_pyramid(
+    ws: Workspace, items: list[dict], rows: int, cols: int, settings: Settings, out_dir: Path
+) -> int:
     """Write a Google-layout tile pyramid of the grid mosaic with pyvips.
 
     The mosaic is built one grid row at a time: each row's thumbnails are joined and
@@ -86,24 +112,35 @@ def render_pyramid(ws: Workspace, items: list[dict], rows: int, cols: int,
 
     cell = settings.cell_size
     bg = _hex_to_rgb(settings.background)
-    by_cell = {r["row"] * cols + r["col"]: str(ws.thumb_path(r["content_hash"]))
-               for r in items}
+    by_cell = {r["row"] * cols + r["col"]: str(ws.thumb_path(r["content_hash"])) for r in items}
     strips_dir = out_dir.parent / ".tmp-strips"
     strips_dir.mkdir(parents=True, exist_ok=True)
     try:
         strips = [strips_dir / f"row-{row:05d}.v" for row in range(rows)]
         cells = [[by_cell.get(row * cols + col) for col in range(cols)] for row in range(rows)]
         with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
-            done = runner.map(render_row, cells, [cell] * rows, [bg] * rows, strips,
-                              chunksize=4 if runner.distributed else 1)
+            done = runner.map(
+                render_row,
+                cells,
+                [cell] * rows,
+                [bg] * rows,
+                strips,
+                chunksize=4 if runner.distributed else 1,
+            )
             for _ in track(done, rows, "tiles: mosaic rows"):
                 pass
-        mosaic = pyvips.Image.arrayjoin([pyvips.Image.new_from_file(str(p), access="sequential")
-                                         for p in strips], across=1)
+        mosaic = pyvips.Image.arrayjoin(
+            [pyvips.Image.new_from_file(str(p), access="sequential") for p in strips], across=1
+        )
         log.info("tiles: mosaic %dx%d px, writing pyramid", mosaic.width, mosaic.height)
-        mosaic.dzsave(str(out_dir), layout="google",
-                      suffix=f".jpg[Q={settings.tile_quality}]", tile_size=TILE_SIZE,
-                      overlap=0, background=bg)
+        mosaic.dzsave(
+            str(out_dir),
+            layout="google",
+            suffix=f".jpg[Q={settings.tile_quality}]",
+            tile_size=TILE_SIZE,
+            overlap=0,
+            background=bg,
+        )
     finally:
         shutil.rmtree(strips_dir, ignore_errors=True)
     return len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
@@ -129,8 +166,16 @@ def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) ->
     return out
 
 
-def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[str],
-                rows: int, cols: int, levels: int, settings: Settings) -> None:
+def _write_data(
+    ws: Workspace,
+    data_dir: Path,
+    items: list[dict],
+    columns: list[str],
+    rows: int,
+    cols: int,
+    levels: int,
+    settings: Settings,
+) -> None:
     fields = [c for c in columns if c not in HIDDEN_COLUMNS]
     # Items are numbered in row-major cell order and the grid fills the first N cells, so
     # the item under cell (row, col) is simply row * cols + col: the viewer needs no
@@ -142,38 +187,65 @@ def _write_data(ws: Workspace, data_dir: Path, items: list[dict], columns: list[
     similar = _similar_items(ws, index_of)
     details = []
     for item in items:
-        details.append({
-            "id": item["id"], "title": item["title"], "file": _display_name(item),
-            "image": f"images/{_image_name(item)}", "thumb": f"thumbs/{item['content_hash']}.jpg",
-            "row": item["row"], "col": item["col"], "cluster": item["cluster"],
-            "clusterName": item.get("cluster_name"), "similar": similar.get(item["id"], []),
-            "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
-        })
+        details.append(
+            {
+                "id": item["id"],
+                "title": item["title"],
+                "file": _display_name(item),
+                "image": f"images/{_image_name(item)}",
+                "thumb": f"thumbs/{item['content_hash']}.jpg",
+                "row": item["row"],
+                "col": item["col"],
+                "cluster": item["cluster"],
+                "clusterName": item.get("cluster_name"),
+                "similar": similar.get(item["id"], []),
+                "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
+            }
+        )
     for start in range(0, len(details), SHARD_SIZE):
-        atomic_write_json(data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
-                          details[start:start + SHARD_SIZE])
-    atomic_write_json(data_dir / "search.json",
-                      [f"{d['title']}\t{d['file']}" for d in details])
+        atomic_write_json(
+            data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
+            details[start : start + SHARD_SIZE],
+        )
+    atomic_write_json(data_dir / "search.json", [f"{d['title']}\t{d['file']}" for d in details])
     labels = np.array([item["cluster"] for item in items], dtype=np.int64)
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
-    cluster_of_cell[:len(items)] = labels  # item i sits in cell i (checked above)
+    cluster_of_cell[: len(items)] = labels  # item i sits in cell i (checked above)
     outlines = cluster_outlines(cluster_of_cell.reshape(rows, cols))
     members = {label: cells.tolist() for label, cells in cluster_members(labels)}
     clusters = []
     for rank, info in enumerate(load_clusters(ws)):
         label = info["id"]
         atomic_write_json(data_dir / "clusters" / f"{label}.json", members.get(label, []))
-        clusters.append({"id": label, "rank": rank + 1, "label": info["name"],
-                         "provenance": info["provenance"], "size": info["size"],
-                         "score": info["score"], "imagenet": info["imagenet"],
-                         "keywords": info["keywords"], "box": _ring_box(outlines.get(label))})
+        clusters.append(
+            {
+                "id": label,
+                "rank": rank + 1,
+                "label": info["name"],
+                "provenance": info["provenance"],
+                "size": info["size"],
+                "score": info["score"],
+                "imagenet": info["imagenet"],
+                "keywords": info["keywords"],
+                "box": _ring_box(outlines.get(label)),
+            }
+        )
     atomic_write_json(data_dir / "outlines.json", {str(k): v for k, v in outlines.items()})
     side = settings.cell_size
     manifest = {
-        "version": 1, "count": len(items), "rows": rows, "cols": cols, "cell": side,
-        "width": cols * side, "height": rows * side, "tileSize": TILE_SIZE,
-        "maxZoom": levels - 1, "shardSize": SHARD_SIZE, "background": settings.background,
-        "fields": fields, "clusters": clusters,
+        "version": 1,
+        "count": len(items),
+        "rows": rows,
+        "cols": cols,
+        "cell": side,
+        "width": cols * side,
+        "height": rows * side,
+        "tileSize": TILE_SIZE,
+        "maxZoom": levels - 1,
+        "shardSize": SHARD_SIZE,
+        "background": settings.background,
+        "fields": fields,
+        "clusters": clusters,
     }
     atomic_write_json(data_dir / "manifest.json", manifest)
 
@@ -193,9 +265,11 @@ def _similar_items(ws: Workspace, index_of: dict[str, int]) -> dict[str, list]:
     id_list = ids.tolist()
     out = {}
     for row, image_id in enumerate(id_list):
-        out[image_id] = [[index_of[id_list[j]], round(float(sc), 3)]
-                         for j, sc in zip(neighbours[row], scores[row], strict=True)
-                         if j >= 0 and id_list[j] in index_of]
+        out[image_id] = [
+            [index_of[id_list[j]], round(float(sc), 3)]
+            for j, sc in zip(neighbours[row], scores[row], strict=True)
+            if j >= 0 and id_list[j] in index_of
+        ]
     return out
 
 
@@ -236,8 +310,9 @@ def _image_name(item: dict) -> str:
 def _copy_viewer(site: Path) -> None:
     viewer = resources.files("postermap") / "viewer"
     with resources.as_file(viewer) as source:
-        shutil.copytree(source, site, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+        shutil.copytree(
+            source, site, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py")
+        )
 
 
 def _swap_into_place(tmp: Path, site: Path) -> None:
@@ -252,8 +327,13 @@ def _swap_into_place(tmp: Path, site: Path) -> None:
 
 
 def _hex_to_rgb(colour: str) -> list[int]:
-    return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
 
 
-STAGE = Stage(name="tiles", depends=("grid", "cluster", "neighbours"), version=4,
-              params=("cell_size", "tile_quality", "background"), run=run)
+STAGE = Stage(
+    name="tiles",
+    depends=("grid", "cluster", "neighbours"),
+    version=4,
+    params=("cell_size", "tile_quality", "background"),
+    run=run,
+)
