@@ -1,6 +1,6 @@
 """Clean stage: precision/recall on labelled poster sets, and seconds at 169k images.
 
-    python benchmarks/clean.py [--n 169000] [--seeds 0 1 2 3]
+    python -m benchmarks.clean [--n 169000] [--seeds 0 1 2 3]
 
 Quality: tests/cleanset.py composes poster-like images from the real emoji set with planted
 exact duplicates, near duplicates (six transforms), placeholder templates, blanks,
@@ -14,8 +14,6 @@ run: one exact-duplicate pass (a dict over N hashes). Writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,20 +21,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-from common import RESULTS, peak_rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.cleanset import evaluate, make_clean_set  # noqa: E402
-
-from postermap.cli import main as cli  # noqa: E402
-from postermap.datasets import fetch_emoji  # noqa: E402
-from postermap.stages.clean import (  # noqa: E402
+from benchmarks.common import RESULTS, peak_rss_mb, write_result
+from postermap.cleaning import (
     CleanParams,
     clean_collection,
     find_exact_duplicates,
 )
+from postermap.cli import main as cli
+from postermap.datasets import fetch_emoji
+from tests.cleanset import evaluate, make_clean_set
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def quality(seed: int) -> dict:
@@ -127,7 +123,7 @@ def main() -> None:
         )
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "clean.json").write_text(json.dumps(results, indent=2))
+    write_result("clean.json", results)
 
 
 if __name__ == "__main__":

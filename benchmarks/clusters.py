@@ -1,6 +1,6 @@
 """Clustering quality and the neighbour index, measured.
 
-    python benchmarks/clusters.py [--index-n 169000]
+    python -m benchmarks.clusters [--index-n 169000]
 
 1. Emoji categories (the default set, ok images): adjusted Rand index of the clusters
    against the emoji category, for DBSCAN vs HDBSCAN, in the layout vs the embedding space.
@@ -18,8 +18,6 @@ Writes benchmarks/results/clusters.json.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,26 +25,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-from common import RESULTS
 from sklearn.metrics import adjusted_rand_score
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.tropes import group_of, make_trope_set  # noqa: E402
-
-from postermap.cli import main as cli  # noqa: E402
-from postermap.clustering import describe_clusters, find_clusters  # noqa: E402
-from postermap.datasets import fetch_emoji  # noqa: E402
-from postermap.stages.cluster import EMBEDDING_DIMS  # noqa: E402
-from postermap.stages.neighbours import build_index, nearest  # noqa: E402
-from postermap.stages.reduce import features_for, load_layout  # noqa: E402
-from postermap.vectors import Projection, normalise  # noqa: E402
-from postermap.workspace import Workspace  # noqa: E402
+from benchmarks.common import RESULTS, write_result
+from postermap.cli import main as cli
+from postermap.clustering import EMBEDDING_DIMS, describe_clusters, find_clusters
+from postermap.datasets import fetch_emoji
+from postermap.similarity import build_index, nearest
+from postermap.vectors import Projection, normalise
+from postermap.workspace import Workspace
+from tests.tropes import group_of, make_trope_set
 
 VARIANTS = [("dbscan", s, "leaf") for s in ("layout", "embedding")] + [
     ("hdbscan", s, sel) for s in ("layout", "embedding") for sel in ("leaf", "eom")
 ]
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_pipeline(source: Path, ws: Path) -> Workspace:
@@ -60,8 +54,10 @@ def run_pipeline(source: Path, ws: Path) -> Workspace:
 
 
 def spaces(ws: Workspace) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-    ids, xy = load_layout(ws)
-    features = features_for(ws, ids)
+    layout = ws.read_layout()
+    ids, xy = layout.ids, layout.xy
+    embeddings, rows = ws.embedding_rows(ids)
+    features = np.asarray(embeddings[rows])
     from sklearn.decomposition import PCA
 
     embedding = PCA(n_components=EMBEDDING_DIMS, random_state=0).fit_transform(normalise(features))
@@ -207,7 +203,7 @@ def main() -> None:
         )
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "clusters.json").write_text(json.dumps(results, indent=2, default=str))
+    write_result("clusters.json", results)
 
 
 if __name__ == "__main__":

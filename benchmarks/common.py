@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
+import os
+import platform
 import resource
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,3 +73,40 @@ def timed():
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB (Linux reports kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(name: str, data: dict) -> Path:
+    """Write ``benchmarks/results/<name>`` with the commit and machine it was measured on
+    (a figure without them cannot be compared with a later one)."""
+    path = RESULTS / name
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"measured": measurement_context(), **data}
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
+
+
+def measurement_context() -> dict:
+    """Commit (and whether the tree had uncommitted changes), machine and time."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+            "python": platform.python_version(),
+        },
+    }

@@ -1,6 +1,6 @@
 """Downloader throughput against a local static server, and its overhead over a bare loop.
 
-    python benchmarks/download.py [--n 600]
+    python -m benchmarks.download [--n 600]
 
 Serves real images (the default emoji set, re-encoded as ~20 KB JPEGs, poster-sized) from
 `python -m http.server` in a separate process on 127.0.0.1, then fetches them all with
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import socket
 import subprocess
@@ -23,9 +22,9 @@ import time
 from pathlib import Path
 
 import httpx
-from common import RESULTS
 from PIL import Image
 
+from benchmarks.common import RESULTS, write_result
 from postermap.download import Downloader, DownloadOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +124,7 @@ def main() -> None:
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "download.json").write_text(json.dumps(results, indent=2))
+    write_result("download.json", results)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Grid assignment: quality against the exact solution, speed against FLAS and strip-sort.
 
-    python benchmarks/grid.py                # the full table (exact 10k takes minutes)
-    python benchmarks/grid.py --quick        # 2k/5k and 50k only
+    python -m benchmarks.grid                # the full table (exact 10k takes minutes)
+    python -m benchmarks.grid --quick        # 2k/5k and 50k only
 
 Ours runs with workers=2 (this machine's cores; only the exact block/window solves use
 them); FLAS is single-threaded. Above 10k ours is FLAS + pair swaps, so "ours vs FLAS" is
@@ -16,13 +16,19 @@ Writes benchmarks/results/grid.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tracemalloc
 
 import numpy as np
-from common import RESULTS, blob_layout, gaussian_mixture, timed, tsne_layout
 
+from benchmarks.common import (
+    RESULTS,
+    blob_layout,
+    gaussian_mixture,
+    timed,
+    tsne_layout,
+    write_result,
+)
 from postermap.grid import assign_to_grid, grid_cost, grid_shape, normalise_points
 from postermap.grid.exact import assign_exact
 from postermap.grid.flas import flas_arrangement, strip_layout
@@ -154,7 +160,7 @@ def main() -> None:
     name = (
         "grid-quick.json" if args.quick else "grid-scale.json" if args.scale_only else "grid.json"
     )
-    (RESULTS / name).write_text(json.dumps(results, indent=2))
+    write_result(name, results)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The whole pipeline at scale: a synthetic poster collection, every stage timed.
 
-    python benchmarks/scale.py --n 169000      # the founding run's size
-    python benchmarks/scale.py --n 20000       # a quicker look
-    python benchmarks/scale.py --n 1000000 --features-only   # post-embed stages at 1M
+    python -m benchmarks.scale --n 169000      # the founding run's size
+    python -m benchmarks.scale --n 20000       # a quicker look
+    python -m benchmarks.scale --n 1000000 --features-only   # post-embed stages at 1M
 
 Generates N poster-sized JPEGs (300x450: gradient, shapes, noise, a title band; cached in
 benchmarks/.cache/scale-N/images, made in parallel), then runs each stage as its own
@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-from common import CACHE, RESULTS
 from PIL import Image, ImageDraw
-from viewer import measure_viewer
 
-from postermap.workspace import Workspace, atomic_write_table
+from benchmarks.common import CACHE, RESULTS, write_result
+from benchmarks.viewer import measure_viewer
+from postermap.workspace import Workspace
 
 STAGES = ["embed", "clean", "reduce", "grid", "cluster", "neighbours", "tiles"]
 POST_EMBED = STAGES[1:]
@@ -93,7 +92,7 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
         _, _, code = run_stage(["ingest", str(images), "-o", str(base_ws)])
         if code != 0:
             raise SystemExit("ingest of the base posters failed")
-    base = pq.read_table(Workspace(base_ws).table_path("ingest"))
+    base = Workspace(base_ws).read_table("ingest")
     base = base.filter(pa.compute.equal(base["status"], "ok"))
     ws = Workspace(root / "ws").create()
     rng = np.random.default_rng(seed)
@@ -113,7 +112,7 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
         table = table.set_column(
             table.column_names.index(name), name, pa.array(values, pa.string())
         )
-    atomic_write_table(ws.table_path("ingest"), table)
+    ws.write_table("ingest", table)
     base_hashes = base["content_hash"].to_pylist()
     for i, image_id in enumerate(ids):
         target = ws.thumb_path(image_id)
@@ -121,7 +120,7 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
         os.link(Workspace(base_ws).thumb_path(base_hashes[take[i]]), target)
     ws.embed_dir.mkdir(parents=True, exist_ok=True)
     features = np.lib.format.open_memmap(
-        ws.embed_dir / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, FEATURE_DIM)
+        ws.embeddings_path, mode="w+", dtype=np.float32, shape=(n, FEATURE_DIM)
     )
     centres = np.maximum(rng.normal(0.3, 1.0, size=(200, FEATURE_DIM)), 0)
     weights = rng.dirichlet(np.full(200, 0.7))
@@ -132,7 +131,7 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
         features[start : start + size] = np.maximum(centres[labels] + noise, 0)
     features.flush()
     del features
-    np.save(ws.embed_dir / "ids.npy", np.array(ids))
+    np.save(ws.embedding_ids_path, np.array(ids))
     for stage in ("ingest", "embed"):
         ws.write_marker(
             stage,
@@ -221,7 +220,7 @@ def main() -> None:
         print("viewer:", json.dumps(result["viewer"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     name = f"scale-{args.n}{'-features' if args.features_only else ''}.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2))
+    write_result(name, result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The viewer of a built workspace in Chromium: first paint, pan, zoom, search, JSON sizes.
 
-    python benchmarks/viewer.py WORKSPACE
+    python -m benchmarks.viewer WORKSPACE
 
 Serves WORKSPACE/site on 127.0.0.1, opens it in Debian's chromium (Playwright, headless)
 and measures, inside the page (performance.now()):

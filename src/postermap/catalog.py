@@ -12,31 +12,23 @@ import logging
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from postermap.workspace import Workspace, atomic_write_table
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "duplicate", "near_duplicate", "boring", "corrupt", "failed")
+STATUSES = ("ok", "duplicate", "near_duplicate", "boring", "corrupt", "failed", "error")
 #: Tables joined onto the ingest table, in pipeline order.
 JOINED_TABLES = ("clean", "reduce", "grid", "cluster")
 
 
-def read_table(ws: Workspace, stage: str) -> pa.Table:
-    path = ws.table_path(stage)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the '{stage}' stage first")
-    return pq.read_table(path)
-
-
 def write_catalog(ws: Workspace) -> pa.Table:
     """Join the per-stage tables that exist into ``catalog.parquet`` (atomically)."""
-    catalog = read_table(ws, "ingest")
+    catalog = ws.read_table("ingest")
     for stage in JOINED_TABLES:
-        if not ws.table_path(stage).exists():
+        if not ws.has_table(stage):
             continue
-        extra = read_table(ws, stage)
+        extra = ws.read_table(stage)
         # a left join by id (Table.join cannot carry list columns such as colour_hist)
         rows = extra.take(pc.index_in(catalog["id"], value_set=extra["id"]))
         for name in extra.column_names:
@@ -52,6 +44,6 @@ def write_catalog(ws: Workspace) -> pa.Table:
 
 def ok_ids(ws: Workspace) -> list[str]:
     """Ids of the images that go on the map (status ``ok`` after cleaning), sorted."""
-    table = read_table(ws, "clean")
+    table = ws.read_table("clean", ["id", "status"])
     mask = pc.equal(table["status"], "ok")
     return sorted(table.filter(mask)["id"].to_pylist())

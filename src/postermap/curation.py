@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from postermap.config import SettingsError, read_toml
+from postermap.config import read_toml
+from postermap.errors import SettingsError
 from postermap.workspace import atomic_write_text
 
 if TYPE_CHECKING:
     from postermap.clustering import ClusterInfo
-    from postermap.config import Settings
+    from postermap.config import StageSettings
     from postermap.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def read_curation(path: Path) -> Curation:
     return curation
 
 
-def curation_fingerprint(ws: Workspace, settings: Settings) -> str:
-    curation = read_curation(ws.root / FILE_NAME)
+def curation_fingerprint(ws: Workspace, settings: StageSettings) -> str:
+    curation = read_curation(ws.curation_path)
     payload = json.dumps(
         {
             "names": curation.names,

@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from postermap.errors import DatasetError
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ SKIN_TONES = {
     "1F3FE": "medium-dark skin tone",
     "1F3FF": "dark skin tone",
 }
-
-
-class DatasetError(RuntimeError):
-    """The default data set could not be fetched; the message says what to check."""
 
 
 def fetch_emoji(dest: Path, cache_dir: Path | None = None) -> Path:

@@ -25,18 +25,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from postermap import __version__
 from postermap.images import content_hash, sniff_image
 from postermap.workspace import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TRANSIENT_ERRORS = frozenset(
     {
         "timeout",
@@ -74,7 +73,7 @@ class DownloadOptions:
     max_bytes: int = 50_000_000
     max_redirects: int = 5
     retry_failed: bool = False  #: on a re-run, try transient failures again
-    user_agent: str = f"postermap/{__version__} (image map builder)"
+    user_agent: str = f"postermap/{version('postermap')} (image map builder)"
 
 
 @dataclass

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postermap.errors import ManifestError
+
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = {".csv", ".tsv", ".parquet", ".jsonl", ".ndjson"}
@@ -32,10 +34,6 @@ TITLE_CANDIDATES = ("title", "name", "caption", "label")
 ID_CANDIDATES = ("id", "key", "image_id", "imdb_id", "poster_id")
 
 
-class ManifestError(ValueError):
-    """The manifest as a whole cannot be used (unreadable, no URL column, bad option)."""
-
-
 @dataclass
 class ManifestRow:
     """One line of the manifest. ``line`` is the 1-based line (CSV/JSONL) or row number."""
@@ -43,7 +41,6 @@ class ManifestRow:
     line: int
     url: str | None
     title: str | None
-    key: str | None
     metadata: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
@@ -94,7 +91,6 @@ def read_manifest(
                 line=line,
                 url=url,
                 title=(record.get(title_col) or None) if title_col else None,
-                key=(record.get(id_col) or None) if id_col else None,
                 metadata={
                     k: v for k, v in record.items() if k not in roles and v not in (None, "")
                 },

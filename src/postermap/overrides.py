@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from postermap.config import SettingsError, read_toml
+from postermap.cleaning import Verdict
+from postermap.config import read_toml
+from postermap.errors import SettingsError
 
 if TYPE_CHECKING:
-    from postermap.config import Settings
-    from postermap.stages.clean import Verdict
+    from postermap.config import StageSettings
     from postermap.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,8 @@ class Overrides:
     drop: frozenset[str] = field(default_factory=frozenset)
 
 
-def read_overrides(ws: Workspace) -> Overrides:
-    path = ws.root / FILE_NAME
+def read_overrides(path: Path) -> Overrides:
+    """Parse and validate the overrides file (missing = no overrides)."""
     data = read_toml(path, allowed={"keep", "drop"})
     lists = {}
     for key in ("keep", "drop"):
@@ -51,8 +53,8 @@ def read_overrides(ws: Workspace) -> Overrides:
     return Overrides(**lists)
 
 
-def overrides_fingerprint(ws: Workspace, settings: Settings) -> str:
-    path = ws.root / FILE_NAME
+def overrides_fingerprint(ws: Workspace, settings: StageSettings) -> str:
+    path = ws.overrides_path
     data = path.read_bytes() if path.exists() else b""
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -61,8 +63,6 @@ def apply_overrides(
     rows: list[dict], verdicts: dict[str, Verdict], overrides: Overrides
 ) -> dict[str, Verdict]:
     """Verdicts with the user's keep/drop applied (a new dict; ``verdicts`` is untouched)."""
-    from postermap.stages.clean import Verdict
-
     out = dict(verdicts)
     by_id = {row["id"]: row for row in rows}
     unknown = sorted((overrides.keep | overrides.drop) - set(by_id))

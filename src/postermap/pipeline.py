@@ -1,80 +1,47 @@
 """Runs the stages in order, skipping those whose marker matches their fingerprint.
 
-A stage's fingerprint hashes its name, code version, the settings it reads and the
-fingerprints of the stages it depends on (plus, for ingest, a fingerprint of the source
-folder). So a re-run of a finished workspace does no work, a changed DBSCAN radius re-runs
-only ``cluster`` and ``tiles``, and a new image in the source folder re-runs everything.
+This module is the one place that knows every stage. A stage's fingerprint hashes its
+name, code version, the settings it reads that affect its output (declared in
+:mod:`postermap.config`), the fingerprints of the stages it depends on, and its own
+inputs outside the settings (the source listing, ``overrides.toml``, ``clusters.toml``).
+So a re-run of a finished workspace does no work, a changed DBSCAN radius re-runs only
+``cluster`` and ``tiles``, and a new image in the source folder re-runs everything.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from postermap.catalog import write_catalog
-from postermap.config import Settings
+from postermap.config import Settings, stage_settings
+from postermap.errors import StageOrderError
 from postermap.progress import print_summary
+from postermap.stage import Stage
+from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
 from postermap.workspace import Workspace, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class StageOutcome:
-    """What a stage reports: per-status or per-kind counts and how many images it handled."""
-
-    counts: dict[str, int]
-    items: int
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the pipeline. ``run`` reads and writes only inside the workspace."""
-
-    name: str
-    depends: tuple[str, ...]
-    params: tuple[str, ...]
-    run: Callable[[Workspace, Settings], StageOutcome]
-    version: int = 1
-    #: fingerprint of inputs outside the settings (source folder, overrides file)
-    input_fingerprint: Callable[[Workspace, Settings], str] | None = None
-
-
-class StageOrderError(RuntimeError):
-    """A stage was asked to run before the stages it reads from."""
-
-
-class NothingToMapError(ValueError):
-    """The collection has too few usable images for the stage (a user error, not a bug)."""
+#: Every stage, in pipeline order (stage modules are thin: importing them loads no model).
+STAGES: tuple[Stage, ...] = tuple(
+    module.STAGE for module in (ingest, embed, clean, reduce, grid, cluster, neighbours, tiles)
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
 def stages() -> list[Stage]:
-    """All stages in pipeline order (imported lazily: torch loads only when embed runs)."""
-    from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
-
-    return [
-        ingest.STAGE,
-        embed.STAGE,
-        clean.STAGE,
-        reduce.STAGE,
-        grid.STAGE,
-        cluster.STAGE,
-        neighbours.STAGE,
-        tiles.STAGE,
-    ]
+    """All stages in pipeline order."""
+    return list(STAGES)
 
 
 def stage_by_name(name: str) -> Stage:
-    for stage in stages():
+    for stage in STAGES:
         if stage.name == name:
             return stage
-    raise KeyError(f"no stage named {name!r}; stages: {', '.join(s.name for s in stages())}")
+    raise StageOrderError(f"no stage named {name!r}; stages: {', '.join(STAGE_NAMES)}")
 
 
 def fingerprint(ws: Workspace, settings: Settings, stage: Stage) -> str:
@@ -87,12 +54,13 @@ def fingerprint(ws: Workspace, settings: Settings, stage: Stage) -> str:
                 f"(no marker in {ws.stages_dir})"
             )
         upstream[dep] = marker["fingerprint"]
+    view = settings.for_stage(stage.name)
     payload = {
         "stage": stage.name,
         "version": stage.version,
-        "params": settings.subset(stage.params),
+        "params": settings.subset(stage_settings(stage.name)),
         "upstream": upstream,
-        "input": stage.input_fingerprint(ws, settings) if stage.input_fingerprint else None,
+        "input": stage.input_fingerprint(ws, view) if stage.input_fingerprint else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -108,12 +76,12 @@ def run_stage(ws: Workspace, settings: Settings, stage: Stage, force: bool = Fal
         return {**marker, "skipped": True}
     log.info("%s: running", stage.name)
     started = time.perf_counter()
-    outcome = stage.run(ws, settings)
+    outcome = stage.run(ws, settings.for_stage(stage.name))
     seconds = time.perf_counter() - started
     write_catalog(ws)
     record = {
         "fingerprint": fp,
-        "params": settings.subset(stage.params),
+        "params": settings.subset(stage_settings(stage.name)),
         "counts": outcome.counts,
         "items": outcome.items,
         "seconds": round(seconds, 3),
@@ -138,9 +106,9 @@ def run_pipeline(ws: Workspace, settings: Settings, until: str | None = None) ->
 
 
 def save_settings(ws: Workspace, settings: Settings) -> None:
-    """Remember the map's settings for later stage commands. Where the work ran (``ray``)
-    is a choice per invocation, not a property of the map, so it is not kept."""
-    atomic_write_text(ws.settings_path, dataclasses.replace(settings, ray=None).to_json())
+    """Remember the map's settings for later stage commands (per-invocation choices such
+    as ``ray`` are not kept: see ``remember`` in :mod:`postermap.config`)."""
+    atomic_write_text(ws.settings_path, settings.to_json())
 
 
 def load_settings(ws: Workspace) -> Settings:

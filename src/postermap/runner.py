@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from typing import Any, Protocol
 
-from postermap.config import SettingsError
+from postermap.errors import SettingsError
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,13 @@ from urllib.parse import unquote, urlsplit
 
 from rich.table import Table
 
-from postermap.config import Settings
 from postermap.download import Downloader, DownloadOptions, DownloadResult, summarise
-from postermap.images import is_image_name
+from postermap.errors import SourceError
+from postermap.images import IMAGE_EXTENSIONS, is_image_name
 from postermap.manifest import is_manifest, read_manifest
 from postermap.progress import console, progress_bar
-from postermap.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(ValueError):
-    """The source or metadata cannot be used at all (as opposed to one bad image)."""
 
 
 @dataclass
@@ -44,41 +39,50 @@ class SourceItem:
     reason: str | None = None
 
 
-def collect_items(ws: Workspace, settings: Settings) -> tuple[list[SourceItem], dict[str, int]]:
-    """Items of the configured source, and counts for the ingest summary."""
-    if settings.source is None:
-        raise IngestError("no source given: pass a folder of images or a manifest file")
-    source = Path(settings.source)
-    if is_manifest(source):
-        return manifest_items(ws, settings)
-    if source.is_dir():
-        return folder_items(source, Path(settings.metadata) if settings.metadata else None)
-    raise IngestError(
-        f"source {source} is neither a folder of images nor a manifest "
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to read: a folder or manifest, its metadata file, and manifest column roles
+    (None = auto-detect)."""
+
+    source: Path
+    metadata: Path | None = None
+    url_column: str | None = None
+    title_column: str | None = None
+    id_column: str | None = None
+
+
+def collect_items(
+    spec: SourceSpec, downloads: Path, options: DownloadOptions
+) -> tuple[list[SourceItem], dict[str, int]]:
+    """Items of the source (a manifest's URLs downloaded into ``downloads`` first), and
+    counts for the ingest summary."""
+    if is_manifest(spec.source):
+        return manifest_items(spec, downloads, options)
+    if spec.source.is_dir():
+        return folder_items(spec.source, spec.metadata)
+    raise SourceError(
+        f"source {spec.source} is neither a folder of images nor a manifest "
         f"(.csv, .tsv, .parquet, .jsonl)"
     )
 
 
-def source_fingerprint(ws: Workspace, settings: Settings) -> str:
+def source_fingerprint(spec: SourceSpec) -> str:
     """Hash of what ingest reads: the file listing (path, size, mtime) or the manifest's
     bytes and column options, plus the metadata file's bytes."""
-    if settings.source is None:
-        raise IngestError("no source given: pass a folder of images or a manifest file")
-    source = Path(settings.source)
     digest = hashlib.sha256()
-    if is_manifest(source):
-        digest.update(source.read_bytes())
-        digest.update(
-            f"{settings.url_column}|{settings.title_column}|{settings.id_column}".encode()
-        )
+    if is_manifest(spec.source):
+        digest.update(spec.source.read_bytes())
+        digest.update(f"{spec.url_column}|{spec.title_column}|{spec.id_column}".encode())
     else:
-        for path in list_images(source)[0]:
+        for path in list_images(spec.source)[0]:
             stat = path.stat()
             digest.update(
-                f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+                f"{path.relative_to(spec.source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
             )
-    if settings.metadata:
-        digest.update(Path(settings.metadata).read_bytes())
+    if spec.metadata:
+        if not spec.metadata.exists():
+            raise SourceError(f"metadata file {spec.metadata} does not exist")
+        digest.update(spec.metadata.read_bytes())
     return digest.hexdigest()[:24]
 
 
@@ -86,7 +90,7 @@ def list_images(root: Path) -> tuple[list[Path], int]:
     """Image files under ``root`` (recursive, sorted, hidden ones skipped) and the count of
     other files ignored."""
     if not root.is_dir():
-        raise IngestError(f"source {root} is not a folder of images")
+        raise SourceError(f"source {root} is not a folder of images")
     images, ignored = [], 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -105,7 +109,7 @@ def folder_items(root: Path, metadata_csv: Path | None) -> tuple[list[SourceItem
     root = root.resolve()
     files, ignored = list_images(root)
     if not files:
-        raise IngestError(f"no image files (.jpg, .png, .webp, .gif, .bmp, .tif) under {root}")
+        raise SourceError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {root}")
     metadata = read_metadata(metadata_csv) if metadata_csv else {}
     items, matched = [], set()
     for path in files:
@@ -125,12 +129,12 @@ def folder_items(root: Path, metadata_csv: Path | None) -> tuple[list[SourceItem
 def read_metadata(path: Path) -> dict[str, dict[str, str]]:
     """Rows of a metadata CSV keyed by its ``filename`` column (relative path or base name)."""
     if not path.exists():
-        raise IngestError(f"metadata file {path} does not exist")
+        raise SourceError(f"metadata file {path} does not exist")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if "filename" not in columns:
-            raise IngestError(
+            raise SourceError(
                 f"{path}: needs a 'filename' column naming each image "
                 f"(found columns: {', '.join(columns) or 'none'})"
             )
@@ -149,20 +153,12 @@ def read_metadata(path: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
-def manifest_items(ws: Workspace, settings: Settings) -> tuple[list[SourceItem], dict[str, int]]:
-    """Download every manifest URL (resumably) and describe each row's outcome."""
-    manifest = read_manifest(
-        Path(settings.source), settings.url_column, settings.title_column, settings.id_column
-    )
-    options = DownloadOptions(
-        concurrency=settings.concurrency,
-        per_host=settings.per_host,
-        retries=settings.retries,
-        read_timeout=settings.timeout,
-        max_bytes=settings.max_bytes,
-        retry_failed=settings.retry_failed,
-    )
-    store = ws.root / "downloads"
+def manifest_items(
+    spec: SourceSpec, store: Path, options: DownloadOptions
+) -> tuple[list[SourceItem], dict[str, int]]:
+    """Download every manifest URL (resumably) into ``store`` and describe each row's
+    outcome."""
+    manifest = read_manifest(spec.source, spec.url_column, spec.title_column, spec.id_column)
     urls = [row.url for row in manifest.rows if row.error is None and row.url]
     downloader = Downloader(store, options)
     with progress_bar() as bar:

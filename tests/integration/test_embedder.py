@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from postermap.embedders import normalise_batch
+from postermap.embedders.base import normalise_batch
 from postermap.embedders.efficientnet_lite import EXPORT_TOLERANCE, EfficientNetLite0
 from postermap.images import load_image
 

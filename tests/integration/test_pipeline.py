@@ -57,10 +57,11 @@ def test_planted_duplicates_are_flagged(emoji_run):
 
 def test_grid_is_a_permutation_of_the_first_cells(emoji_run):
     ws = Workspace(emoji_run["workspace"])
-    marker = ws.read_marker("grid")
+    grid = ws.read_grid()
     ok = [r for r in _catalog(emoji_run) if r["status"] == "ok"]
-    cells = sorted(r["row"] * marker["cols"] + r["col"] for r in ok)
+    cells = sorted(r["row"] * grid.cols + r["col"] for r in ok)
     assert cells == list(range(len(ok)))
+    assert sorted(grid.cells.tolist()) == cells and set(grid.ids.tolist()) == {r["id"] for r in ok}
 
 
 def test_grid_neighbours_share_categories_far_more_than_random(emoji_run):

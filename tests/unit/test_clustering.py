@@ -7,8 +7,8 @@ from postermap.clustering import (
     renumber_by_size,
     title_keywords,
 )
-from postermap.config import SettingsError
 from postermap.curation import apply_curation, read_curation
+from postermap.errors import SettingsError
 
 
 def test_renumber_by_size_keeps_noise():

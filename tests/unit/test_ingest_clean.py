@@ -3,10 +3,11 @@ import csv
 import pyarrow.parquet as pq
 import pytest
 
+from postermap.cleaning import CleanParams, clean_collection, find_exact_duplicates
 from postermap.config import Settings
+from postermap.errors import SourceError
 from postermap.pipeline import run_stage, stage_by_name
-from postermap.sources import IngestError, read_metadata
-from postermap.stages.clean import CleanParams, clean_collection, find_exact_duplicates
+from postermap.sources import read_metadata
 from postermap.workspace import Workspace
 
 
@@ -117,7 +118,7 @@ def test_metadata_titles_and_columns(tiny_folder, tmp_path):
 def test_metadata_without_filename_column_is_a_clear_error(tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_text("name,title\na.png,A\n")
-    with pytest.raises(IngestError, match="'filename' column.*name, title"):
+    with pytest.raises(SourceError, match="'filename' column.*name, title"):
         read_metadata(meta)
 
 

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from postermap.manifest import ManifestError, read_manifest
+from postermap.errors import ManifestError
+from postermap.manifest import read_manifest
 
 
 def test_csv_with_malformed_and_empty_rows_keeps_every_line(tmp_path):

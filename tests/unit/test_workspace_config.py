@@ -1,6 +1,7 @@
 import pytest
 
-from postermap.config import Settings, SettingsError
+from postermap.config import Settings
+from postermap.errors import SettingsError
 from postermap.workspace import Workspace, atomic_path, atomic_write_text
 
 

@@ -1,79 +1,34 @@
 """Registry of image embedders: name -> class with ``dim``, ``preprocess`` and ``embed``.
 
-A backend registers itself with :func:`register`; the embed stage only knows the protocol.
+The embed stage only knows the protocol (:class:`~postermap.embedders.base.Embedder`).
 Importing this package does not import torch; :func:`get_embedder` does, on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
-import numpy as np
-from PIL import Image
+from postermap.embedders.base import Embedder
+from postermap.errors import SettingsError
 
-
-class Embedder(Protocol):
-    """What the embed stage needs from a model."""
-
-    name: str
-    dim: int
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> uint8 HWC array at the model's input size. Runs in the decode
-        workers; uint8 keeps what travels between processes a quarter of float32's size."""
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 NHWC batch -> float32 (N, dim) penultimate-layer features."""
-
-
-_FACTORIES: dict[str, Callable[..., Embedder]] = {}
-
-
-def register(name: str, factory: Callable[..., Embedder]) -> None:
-    _FACTORIES[name] = factory
+__all__ = ["Embedder", "available", "get_embedder"]
 
 
 def available() -> list[str]:
-    _load_builtin()
-    return sorted(_FACTORIES)
+    return sorted(_factories())
 
 
 def get_embedder(name: str, threads: int | None = None) -> Embedder:
     """A ready model; ``threads`` caps its intra-op threads (default: all cores)."""
-    _load_builtin()
-    if name not in _FACTORIES:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
-    return _FACTORIES[name](threads=threads)
+    factories = _factories()
+    if name not in factories:
+        raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(factories))}")
+    return factories[name](threads=threads)
 
 
-#: ImageNet channel statistics, which both built-in models were trained with
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+def _factories() -> dict[str, Callable[..., Embedder]]:
+    # the backends import torch only when a model is built
+    from postermap.embedders.efficientnet_lite import EfficientNetLite0
+    from postermap.embedders.inception_v3 import InceptionV3
 
-
-def resize_square(image: Image.Image, size: int) -> np.ndarray:
-    """``image`` squashed (not cropped: a poster's whole composition counts) to
-    ``size`` x ``size``, as uint8 HWC: what a model's ``preprocess`` returns."""
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-
-
-def normalise_batch(batch: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, scaled to [0, 1] and standardised per channel."""
-    scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
-    shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
-    out = np.asarray(batch, dtype=np.float32) * scale - shift
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-
-
-def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Class probabilities of a linear classifier head applied to stored features."""
-    logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
-def _load_builtin() -> None:
-    # each registers itself; torch is imported only when a model is built
-    from postermap.embedders import efficientnet_lite, inception_v3  # noqa: F401
+    return {EfficientNetLite0.name: EfficientNetLite0, InceptionV3.name: InceptionV3}

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.embedders import normalise_batch, register, resize_square, softmax_classifier
+from postermap.embedders.base import normalise_batch, resize_square, softmax_classifier
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,3 @@ def _check_export(path: Path, sample: np.ndarray, expected: np.ndarray) -> None:
             f"POSTERMAP_EMBED_BACKEND=torch and report this"
         )
     log.info("embed: ONNX export matches PyTorch (max abs difference %.1e)", worst)
-
-
-register(EfficientNetLite0.name, EfficientNetLite0)

@@ -26,15 +26,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postermap.config import SettingsError
-from postermap.embedders import (
+from postermap.embedders.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     normalise_batch,
-    register,
     resize_square,
     softmax_classifier,
 )
+from postermap.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +321,3 @@ class InceptionV3:
         return softmax_classifier(
             features, self.network.fc.weight.detach().numpy(), self.network.fc.bias.detach().numpy()
         )
-
-
-register(InceptionV3.name, InceptionV3)

@@ -31,7 +31,15 @@ from postermap.grid.exact import assign_exact
 from postermap.grid.flas import flas_arrangement
 from postermap.grid.swaps import refine_swaps
 
-__all__ = ["assign_to_grid", "grid_shape", "grid_cost", "normalise_points", "cell_centres"]
+__all__ = [
+    "assign_to_grid",
+    "grid_shape",
+    "grid_cost",
+    "layout_aspect",
+    "normalise_points",
+    "cell_centres",
+    "rows_down",
+]
 
 
 def grid_shape(n: int, aspect: float = 1.0) -> tuple[int, int]:
@@ -44,6 +52,21 @@ def grid_shape(n: int, aspect: float = 1.0) -> tuple[int, int]:
     cols = max(1, round(math.sqrt(n * aspect)))
     rows = math.ceil(n / cols)
     return rows, cols
+
+
+def layout_aspect(xy: np.ndarray) -> float:
+    """Width / height of the layout's bounding box, clipped to 1:2..2:1, so the grid's
+    shape follows the layout and the assignment distorts it as little as possible."""
+    span = xy.max(axis=0) - xy.min(axis=0)
+    if span[1] <= 0:
+        return 2.0
+    return float(np.clip(span[0] / span[1], 0.5, 2.0))
+
+
+def rows_down(xy: np.ndarray) -> np.ndarray:
+    """The layout with y flipped: grid rows grow downwards while t-SNE's y grows upwards,
+    so the map reads like the scatter plot."""
+    return np.asarray(xy, dtype=np.float64) * np.array([1.0, -1.0])
 
 
 def normalise_points(xy: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def assign_exact(points: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -12,6 +11,8 @@ def assign_exact(points: np.ndarray, cells: np.ndarray, rows: int, cols: int) ->
     ``len(cells)`` must equal ``len(points)``. Memory is O(N^2): callers keep N small.
     Returns the cell of each point.
     """
+    from scipy.optimize import linear_sum_assignment  # 0.2 s to import: only when solving
+
     cells = np.asarray(cells, dtype=np.int64)
     if len(cells) != len(points):
         raise ValueError(f"{len(points)} points for {len(cells)} cells")

@@ -15,23 +15,20 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-from postermap.catalog import read_table
+from postermap.reports.sheets import contact_sheet
 from postermap.workspace import Workspace, atomic_write_bytes, atomic_write_text
 
-THUMB = 96
 MAX_GROUPS = 200
 MAX_PER_SHEET = 120
 
 
 def write_clean_report(ws: Workspace) -> Path:
     """Write the CSV, the contact sheets and the HTML page; returns the HTML path."""
-    rows = read_table(ws, "ingest").to_pylist()
-    clean = {r["id"]: r for r in read_table(ws, "clean").to_pylist()}
+    rows = ws.read_table("ingest").to_pylist()
+    clean = {r["id"]: r for r in ws.read_table("clean").to_pylist()}
     for row in rows:
         row.update(clean[row["id"]])
-    out = ws.root / "report"
+    out = ws.report_dir
     flagged = [r for r in rows if r["status"] != "ok" or r["reason"]]
     _write_csv(out / "clean.csv", flagged)
     by_id = {r["id"]: r for r in rows}
@@ -92,22 +89,9 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def _write_sheet(
     ws: Workspace, path: Path, rows: list[dict], highlight_first: bool = False
 ) -> None:
-    per_row = 10
-    lines = (len(rows) + per_row - 1) // per_row
-    sheet = Image.new("RGB", (per_row * (THUMB + 8), lines * (THUMB + 22)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, row in enumerate(rows):
-        x, y = (i % per_row) * (THUMB + 8) + 4, (i // per_row) * (THUMB + 22) + 4
-        with Image.open(ws.thumb_path(row["content_hash"])) as thumb:
-            thumb = thumb.convert("RGB")
-            thumb.thumbnail((THUMB, THUMB))
-            sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
-        if highlight_first and i == 0:
-            draw.rectangle(
-                (x - 3, y - 3, x + THUMB + 2, y + THUMB + 2), outline=(0, 160, 0), width=3
-            )
-        label = row["id"] if len(row["id"]) <= 14 else f"{row['id'][:6]}..{row['id'][-6:]}"
-        draw.text((x, y + THUMB + 4), label, fill=(60, 60, 60))
-    buffer = io.BytesIO()
-    sheet.save(buffer, "PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    sheet = contact_sheet(
+        [ws.thumb_path(row["content_hash"]) for row in rows],
+        labels=[row["id"] for row in rows],
+        highlight_first=highlight_first,
+    )
+    atomic_write_bytes(path, sheet)

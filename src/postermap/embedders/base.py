@@ -1,0 +1,53 @@
+"""What every embedder shares: the protocol the embed stage uses, and ImageNet pre-processing.
+
+The backends import this module, never the registry package, so the registry can import
+the backends without a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+
+class Embedder(Protocol):
+    """What the embed stage needs from a model."""
+
+    name: str
+    dim: int
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> uint8 HWC array at the model's input size. Runs in the decode
+        workers; uint8 keeps what travels between processes a quarter of float32's size."""
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC batch -> float32 (N, dim) penultimate-layer features."""
+
+
+#: ImageNet channel statistics, which both built-in models were trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """``image`` squashed (not cropped: a poster's whole composition counts) to
+    ``size`` x ``size``, as uint8 HWC: what a model's ``preprocess`` returns."""
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def normalise_batch(batch: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW, scaled to [0, 1] and standardised per channel."""
+    scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
+    shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
+    out = np.asarray(batch, dtype=np.float32) * scale - shift
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Class probabilities of a linear classifier head applied to stored features."""
+    logits = np.asarray(features, dtype=np.float32) @ weight.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)

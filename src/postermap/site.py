@@ -1,0 +1,207 @@
+"""The static viewer site: the viewer's files, its data, links to images and thumbnails.
+
+Layout (all URLs relative, so the site can be hosted anywhere)::
+
+    index.html, app.js, style.css, vendor/    the viewer (package data)
+    tiles/{z}/{y}/{x}.jpg                      the mosaic pyramid (:mod:`postermap.mosaic`)
+    data/manifest.json                         grid shape, zoom levels, clusters
+    data/outlines.json                         cluster outlines, loaded on first use
+    data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
+    data/search.json                           titles + file names, loaded on demand
+    data/clusters/<n>.json                     item indices of cluster n (gallery)
+    images/<id>.<ext>                          originals (hard links where possible)
+    thumbs/<content hash>.jpg                  256 px thumbnails (hard links)
+
+The site is built in a temporary folder and swapped into place whole
+(:func:`swap_into_place`), so a killed run leaves the previous site intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from postermap.clustering import cluster_members
+from postermap.mosaic import TILE_SIZE
+from postermap.outlines import cluster_outlines
+from postermap.workspace import Grid, Neighbours, Workspace, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SHARD_SIZE = 1000
+
+
+def write_site_data(
+    data_dir: Path,
+    items: list[dict],
+    fields: list[str],
+    grid: Grid,
+    levels: int,
+    clusters: list[dict],
+    similar: dict[str, list],
+    cell: int,
+    background: str,
+) -> None:
+    """The viewer's data: item shards, search index, cluster members and outlines, and
+    the manifest (written last: a reader that finds it finds everything it names).
+
+    Args:
+        items: catalog rows of the images on the map (with ``row``, ``col``, ``cluster``).
+        fields: catalog columns shown in the detail panel.
+        grid: the grid the items sit in.
+        levels: zoom levels of the tile pyramid.
+        clusters: the ranked cluster list.
+        similar: per image id, ``[[item index, cosine], ...]`` (:func:`similar_items`).
+    """
+    rows, cols = grid.rows, grid.cols
+    # Items are numbered in row-major cell order and the grid fills the first N cells, so
+    # the item under cell (row, col) is simply row * cols + col: the viewer needs no
+    # per-cell index (at 1M images that index alone would be a 7 MB download).
+    cells = np.array([item["row"] * cols + item["col"] for item in items], dtype=np.int64)
+    if not np.array_equal(cells, np.arange(len(items))):
+        raise RuntimeError("grid cells are not the first N row-major cells; re-run `grid`")
+    details = []
+    for item in items:
+        details.append(
+            {
+                "id": item["id"],
+                "title": item["title"],
+                "file": _display_name(item),
+                "image": f"images/{_image_name(item)}",
+                "thumb": f"thumbs/{item['content_hash']}.jpg",
+                "row": item["row"],
+                "col": item["col"],
+                "cluster": item["cluster"],
+                "clusterName": item.get("cluster_name"),
+                "similar": similar.get(item["id"], []),
+                "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
+            }
+        )
+    for start in range(0, len(details), SHARD_SIZE):
+        atomic_write_json(
+            data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
+            details[start : start + SHARD_SIZE],
+        )
+    atomic_write_json(data_dir / "search.json", [f"{d['title']}\t{d['file']}" for d in details])
+    labels = np.array([item["cluster"] for item in items], dtype=np.int64)
+    cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
+    cluster_of_cell[: len(items)] = labels  # item i sits in cell i (checked above)
+    outlines = cluster_outlines(cluster_of_cell.reshape(rows, cols))
+    members = {label: cells.tolist() for label, cells in cluster_members(labels)}
+    listed = []
+    for rank, info in enumerate(clusters):
+        label = info["id"]
+        atomic_write_json(data_dir / "clusters" / f"{label}.json", members.get(label, []))
+        listed.append(
+            {
+                "id": label,
+                "rank": rank + 1,
+                "label": info["name"],
+                "provenance": info["provenance"],
+                "size": info["size"],
+                "score": info["score"],
+                "imagenet": info["imagenet"],
+                "keywords": info["keywords"],
+                "box": _ring_box(outlines.get(label)),
+            }
+        )
+    atomic_write_json(data_dir / "outlines.json", {str(k): v for k, v in outlines.items()})
+    side = cell
+    manifest = {
+        "version": 1,
+        "count": len(items),
+        "rows": rows,
+        "cols": cols,
+        "cell": side,
+        "width": cols * side,
+        "height": rows * side,
+        "tileSize": TILE_SIZE,
+        "maxZoom": levels - 1,
+        "shardSize": SHARD_SIZE,
+        "background": background,
+        "fields": fields,
+        "clusters": listed,
+    }
+    atomic_write_json(data_dir / "manifest.json", manifest)
+
+
+def _ring_box(rings: list | None) -> list[int] | None:
+    """[row0, col0, row1, col1] corners around a cluster's rings (for "fit the view")."""
+    if not rings:
+        return None
+    corners = np.array([p for ring in rings for p in ring])
+    return [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()]
+
+
+def similar_items(
+    layout_ids: np.ndarray, neighbours: Neighbours, index_of: dict[str, int]
+) -> dict[str, list]:
+    """Per image id: [[item index, cosine], ...] of its most similar images
+    (``neighbours`` rows index ``layout_ids``; ``index_of`` maps ids to item numbers)."""
+    id_list = layout_ids.tolist()
+    out = {}
+    for row, image_id in enumerate(id_list):
+        out[image_id] = [
+            [index_of[id_list[j]], round(float(sc), 3)]
+            for j, sc in zip(neighbours.rows[row], neighbours.scores[row], strict=True)
+            if j >= 0 and id_list[j] in index_of
+        ]
+    return out
+
+
+def link_thumbs(ws: Workspace, thumbs_dir: Path, items: list[dict]) -> None:
+    """The gallery and "more like this" show the 256 px thumbnails (hard links)."""
+    thumbs_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        _link(ws.thumb_path(item["content_hash"]), thumbs_dir / f"{item['content_hash']}.jpg")
+
+
+def _link(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def link_images(images_dir: Path, items: list[dict]) -> None:
+    """Hard-link each original into the site (copy across file systems); never move it."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        _link(Path(item["file"]), images_dir / _image_name(item))
+
+
+def _display_name(item: dict) -> str:
+    """The file name a user knows: the name in their folder, or the URL it came from."""
+    if item["source"].startswith(("http://", "https://")):
+        return item["source"]
+    return Path(item["path"]).name
+
+
+def _image_name(item: dict) -> str:
+    return f"{item['id']}{Path(item['path']).suffix.lower()}"
+
+
+def copy_viewer(site: Path) -> None:
+    viewer = resources.files("postermap") / "viewer"
+    with resources.as_file(viewer) as source:
+        shutil.copytree(
+            source, site, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py")
+        )
+
+
+def swap_into_place(tmp: Path, site: Path) -> None:
+    old = site.with_name(".old-site")
+    if old.exists():
+        shutil.rmtree(old)
+    if site.exists():
+        site.rename(old)
+    tmp.rename(site)
+    if old.exists():
+        shutil.rmtree(old)
