@@ -1,28 +1,125 @@
 """The one place images are opened, so every stage treats bad files the same way.
 
-``load_image`` returns an RGB image with transparency flattened onto white (what an
-ImageNet model expects and what a thumbnail should show) and turns every decoder failure
-into :class:`ImageLoadError` with a reason a person can read. Images whose declared size
-exceeds ``max_pixels`` are refused before any pixel is decoded (decompression bombs).
+``load_image`` returns an RGB image that every later step can measure without caring
+where it came from:
+
+* **upright**: the EXIF orientation (1-8) is applied on decode, so the thumbnail, the
+  hashes and the embedding all see the picture the way a viewer shows it;
+* **first frame** of animated or multi-page files (GIF, APNG, WebP, TIFF, AVIF, HEIF);
+  for ICO the largest image in the file;
+* **8 bits per channel**: 16-bit images are scaled by their type's range, not clipped
+  (see :func:`flatten_to_rgb` for the rule, also for 32-bit and float images);
+* **opaque**: transparency (alpha, palette transparency, a PNG colour key) is composited
+  onto white, what an ImageNet model expects and what a thumbnail should show.
+
+Every decoder failure becomes :class:`ImageLoadError` with a reason a person can read.
+Images whose declared size exceeds ``max_pixels`` are refused before any pixel is decoded
+(decompression bombs). Only the formats in :data:`IMAGE_EXTENSIONS` are ever decoded, also
+when a file's name says something else: Pillow knows more formats, some of which run
+external programs (EPS runs Ghostscript), and a download's bytes are not to be trusted.
+
+Every function here is defined for every size from 1x1 up and for every mode Pillow
+produces; the measures of :func:`image_stats` are finite for all of them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
+import logging
 import math
+import re
 import warnings
+from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError, features
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+log = logging.getLogger(__name__)
+
+try:  # HEIC/HEIF: libheif through pillow-heif (a dependency; optional so a bare Pillow works)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    _HEIF = True
+except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
+    _HEIF = False
+
+#: Pillow plugins we decode with; every other Pillow format is refused as undecodable.
+PILLOW_FORMATS: tuple[str, ...] = (
+    "JPEG",  # also opens multi-picture (MPO) camera JPEGs
+    "PNG",  # also APNG
+    "GIF",
+    "WEBP",
+    "BMP",
+    "TIFF",
+    "PPM",  # PBM, PGM, PPM, PNM and PFM (float)
+    "ICO",
+    *(("AVIF",) if features.check_module("avif") else ()),
+    *(("HEIF",) if _HEIF else ()),
+)
+#: SVG is rendered by libvips (librsvg), never by Pillow.
+_SVG = importlib.util.find_spec("pyvips") is not None
+
+#: File name endings (lower case; names compare case-insensitively) of what loads.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".ico"}
+    | ({".avif"} if "AVIF" in PILLOW_FORMATS else set())
+    | ({".heic", ".heif"} if _HEIF else set())
+    | ({".svg"} if _SVG else set())
+)
+
 #: Decoder errors that mean "this file is not a usable image" rather than a bug of ours.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError)
+#: Kept explicit and narrow: anything else raised while decoding propagates, so a bug of
+#: ours (or a new failure mode of a decoder) is seen rather than filed as a corrupt image.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes UnidentifiedImageError and "image file is truncated"
+    SyntaxError,  # Pillow's "not a PNG/GIF/... file"
+    ValueError,
+    Image.DecompressionBombError,
+    EOFError,
+)
+
+#: Modules whose codecs report bad data as ``RuntimeError`` (libavif in Pillow's AVIF
+#: plugin: "Failed to decode image: Missing or empty image item"; libheif in pillow-heif).
+#: A ``RuntimeError`` counts as a decoder error only when raised from one of them, so a
+#: ``RuntimeError`` of anything else still propagates.
+CODEC_RUNTIME_ERROR_MODULES = ("PIL.AvifImagePlugin", "pillow_heif")
 
 # Truncated files must fail loudly, never decode to a half-grey picture.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+#: EXIF orientation -> the transposition that makes the stored pixels upright (the mapping
+#: of ``ImageOps.exif_transpose``).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = frozenset(
+    {
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+    }
+)
+_EXIF_ORIENTATION = 0x0112
+#: JPEG stores sides of at most this many pixels.
+_JPEG_MAX_SIDE = 65_535
+#: An SVG document: optional byte-order mark, XML declaration, comments and doctype, then
+#: an <svg> root element (an HTML page with an inline <svg> is not one).
+_SVG_HEAD = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:(?:<!--.*?-->|<!DOCTYPE[^>]*>)\s*)*<svg[\s>/]",
+    re.DOTALL,
+)
 
 
 class ImageLoadError(Exception):
@@ -34,12 +131,13 @@ class ImageLoadError(Exception):
         self.detail = detail
 
 
-def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def is_image_name(path: Path | str) -> bool:
+    """Whether ``path`` has an extension we decode (``.JPG`` counts like ``.jpg``)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Image:
-    """Decode ``source`` (a path or the file's bytes) to a fully loaded RGB image.
+    """Decode ``source`` (a path or the file's bytes) to a fully loaded, upright RGB image.
 
     Args:
         source: file path, or the bytes already read (ingest hashes them first).
@@ -57,58 +155,253 @@ def load_image(source: Path | bytes, max_pixels: int = 120_000_000) -> Image.Ima
 def decode_image(
     source: Path | bytes, max_pixels: int = 120_000_000, at_least: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """Like :func:`load_image`, plus the file's own (width, height).
+    """Like :func:`load_image`, plus the picture's own upright (width, height).
+
+    The size is the file's, after EXIF orientation: a portrait photo stored sideways with
+    orientation 6 reports (height, width) of its stored pixels, like the image returned.
 
     With ``at_least``, a JPEG is decoded at the smallest of 1/1, 1/2, 1/4, 1/8 scale whose
     longer side still has ``at_least`` pixels (libjpeg's DCT scaling, ``Image.draft``):
     a 2000x3000 poster wanted for a 256 px thumbnail decodes at 1/8 the pixels and several
-    times faster. The returned image is then smaller than the file's size.
+    times faster. The returned image is then smaller than the reported size.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (rather than raises) between 1x and 2x its own bomb limit; we
-            # apply our own limit below, so its warning is noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageLoadError(
-                        "too_large",
-                        f"{width}x{height} = {width * height:,} pixels exceeds max_pixels "
-                        f"{max_pixels:,} (raise max_pixels if the image is genuine)",
-                    )
-                image.seek(0)
-                if at_least is not None and image.format == "JPEG":
-                    scale = at_least / max(width, height)
-                    image.draft(
-                        "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
-                    )
-                image.load()
-                return flatten_to_rgb(image), (width, height)
+        image, declared = _decode_with_pillow(stream, max_pixels, at_least)
     except ImageLoadError:
         raise
+    except UnidentifiedImageError as err:
+        head = source[:4096] if isinstance(source, bytes) else _read_head(Path(source))
+        if _SVG and _SVG_HEAD.match(head):
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            return _decode_svg(data, max_pixels)
+        raise ImageLoadError("undecodable", _describe(err)) from err
     except DECODE_ERRORS as err:
-        message = str(err) or type(err).__name__
-        reason = "truncated" if "truncated" in message.lower() else "undecodable"
-        raise ImageLoadError(reason, f"{type(err).__name__}: {message}") from err
+        raise _load_error(err) from err
+    except RuntimeError as err:
+        if not _is_codec_failure(err):
+            raise
+        raise _load_error(err) from err
+    drafted = image.format in ("JPEG", "MPO") and image.size != declared
+    method = _orientation(image)
+    # Pure pixel work on a loaded image: a failure from here on is a bug, not a bad file.
+    # Flattened before turning: a transposed copy loses ``info`` (palette transparency).
+    rgb = _as_rgb(image)
+    if method is not None:
+        rgb = rgb.transpose(method)
+        if method in _SWAPS_SIDES:
+            declared = (declared[1], declared[0])
+    # Only a reduced-scale JPEG is smaller than its file; every other decoded image is the
+    # file's own size (Pillow's TIFF decoder may already have turned it upright).
+    return rgb, declared if drafted else rgb.size
+
+
+def _decode_with_pillow(
+    stream: Path | io.BytesIO, max_pixels: int, at_least: int | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Open, check the declared size, pick the first frame and load it; the file is closed
+    on return (the loaded pixels stay usable)."""
+    with warnings.catch_warnings():
+        # Pillow warns (rather than raises) between 1x and 2x its own bomb limit; we apply
+        # our own limit below, so its warning is noise. Its "image was not the expected
+        # size" and EXIF warnings describe files that still decode.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        with Image.open(stream, formats=PILLOW_FORMATS) as image:
+            width, height = image.size
+            _check_pixels(width, height, max_pixels)
+            image.seek(0)  # first frame (not n_frames: that would read every frame)
+            if at_least is not None and image.format in ("JPEG", "MPO"):
+                scale = at_least / max(width, height)
+                image.draft(
+                    "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+                )
+            image.load()
+            return image, (width, height)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            "too_large",
+            f"{width}x{height} = {width * height:,} pixels exceeds max_pixels "
+            f"{max_pixels:,} (raise max_pixels if the image is genuine)",
+        )
+
+
+def _is_codec_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a ``RuntimeError`` raised by a codec that reports bad data so
+    (see :data:`CODEC_RUNTIME_ERROR_MODULES`): judged by the innermost Python frame."""
+    if not isinstance(err, RuntimeError):
+        return False
+    module, tb = "", err.__traceback__
+    while tb is not None:
+        module, tb = tb.tb_frame.f_globals.get("__name__", ""), tb.tb_next
+    return module.startswith(CODEC_RUNTIME_ERROR_MODULES)
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err) or type(err).__name__}"
+
+
+def _load_error(err: BaseException) -> ImageLoadError:
+    """The :class:`ImageLoadError` for a decoder exception: reason from what it says."""
+    detail = _describe(err)
+    if isinstance(err, Image.DecompressionBombError):
+        reason = "too_large"
+    elif "truncated" in detail.lower() or isinstance(err, EOFError):
+        reason = "truncated"
+    else:
+        reason = "undecodable"
+    return ImageLoadError(reason, detail)
+
+
+def _read_head(path: Path, n: int = 4096) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transposition that makes ``image`` upright by its EXIF orientation, if any.
+
+    A broken EXIF block does not make a picture unusable (browsers show it as stored), so
+    an orientation that cannot be read counts as 1. Pillow's TIFF decoder and pillow-heif
+    apply the orientation themselves and drop the tag, so nothing is turned twice.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": handled here
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except DECODE_ERRORS as err:
+        log.debug("unreadable EXIF ignored: %s", _describe(err))
+        return None
+    return _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+
+
+@cache
+def _vips():
+    """pyvips with an SVG loader, imported on first use (it loads libvips)."""
+    import pyvips
+
+    if not pyvips.type_find("VipsOperation", "svgload_buffer"):
+        raise ImageLoadError("undecodable", "this libvips has no SVG loader (librsvg)")
+    return pyvips
+
+
+def _decode_svg(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """Render an SVG document at its own size (librsvg through libvips) onto white.
+
+    The document is rendered from memory, without a base location, so it cannot pull in
+    other local files.
+    """
+    pyvips = _vips()
+    try:
+        vimage = pyvips.Image.svgload_buffer(data)
+        _check_pixels(vimage.width, vimage.height, max_pixels)
+        vimage = vimage.colourspace("srgb").cast("uchar")
+        if vimage.bands == 3:
+            vimage = vimage.bandjoin(255)
+        pixels = vimage.write_to_memory()
+    except pyvips.Error as err:
+        message = " ".join(str(err).split())
+        raise ImageLoadError("undecodable", f"SVG: {message}") from err
+    rgba = Image.frombuffer("RGBA", (vimage.width, vimage.height), pixels, "raw", "RGBA", 0, 1)
+    return flatten_to_rgb(rgba), (vimage.width, vimage.height)
 
 
 def flatten_to_rgb(
     image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
 ) -> Image.Image:
-    """RGB copy of ``image``; any alpha (including palette transparency) over ``background``."""
-    if image.mode == "RGB":
-        return image.copy()
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
+    """RGB copy of ``image`` (any Pillow mode); transparency composited over ``background``.
+
+    Transparency is an alpha band (``RGBA``, ``LA``, ``PA`` and the premultiplied
+    ``RGBa``/``La``), a palette's transparent entries, or a colour key (PNG ``tRNS``).
+
+    High bit depths become 8 bits without clipping:
+
+    * unsigned 16-bit modes (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``) by the type's
+      range, 0..65535 -> 0..255. The same picture at 8 and 16 bits gives the same pixels
+      (so it is found as a duplicate), and a nearly solid 16-bit card stays nearly solid
+      instead of being stretched into a high-contrast picture;
+    * 32-bit integer ``I`` whose values all lie in 0..65535 (how Pillow opens 16-bit PGM
+      files) likewise;
+    * float ``F`` with all values in 0..1 (the usual convention) by that range; other ``F``
+      and ``I`` images by their actual range, min..max -> 0..255 (a constant one is black).
+      Non-finite floats do not count for the range: NaN and -inf become 0, +inf 255.
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _to_8bit(image)
+    elif image.mode == "La":
+        image = _unpremultiply_la(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa") or (
+        "transparency" in image.info and image.mode in ("1", "L", "P", "RGB")
     )
     if not has_alpha:
-        return image.convert("RGB")
+        return image.copy() if image.mode == "RGB" else image.convert("RGB")
     rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, background + (255,))
+    if rgba.getchannel("A").getextrema() == (255, 255):
+        return rgba.convert("RGB")  # opaque after all: no blending needed
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
     canvas.alpha_composite(rgba)
     return canvas.convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """An ``L`` (or ``LA``, for a 16-bit colour key) image of a 16/32-bit or float image."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are expected here
+            values = values.astype(np.float64)
+            finite = np.isfinite(values)
+            lo, hi = _finite_range(values, finite)
+            scaled = values * 255.0 if lo >= 0.0 and hi <= 1.0 else _stretch(values, lo, hi)
+            scaled[values == np.inf] = 255.0
+            scaled[~finite & (values != np.inf)] = 0.0  # NaN and -inf
+            out = np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+    else:
+        wide = values.astype(np.int64)
+        lo, hi = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
+        if image.mode == "I" and (lo < 0 or hi > 65_535):
+            out = np.rint(_stretch(wide.astype(np.float64), lo, hi)).astype(np.uint8)
+        else:
+            out = ((wide * 255 + 32_767) // 65_535).astype(np.uint8)
+        key = image.info.get("transparency")
+        if image.mode.startswith("I;16") and isinstance(key, int):
+            alpha = np.where(wide == key, 0, 255).astype(np.uint8)
+            return Image.merge("LA", (Image.fromarray(out, "L"), Image.fromarray(alpha, "L")))
+    return Image.fromarray(out, "L")
+
+
+def _finite_range(values: np.ndarray, finite: np.ndarray) -> tuple[float, float]:
+    if not finite.any():
+        return 0.0, 0.0
+    chosen = values[finite]
+    return float(chosen.min()), float(chosen.max())
+
+
+def _stretch(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``values`` mapped linearly from lo..hi to 0..255 (all 0 if the range is empty)."""
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (values - lo) * (255.0 / (hi - lo))
+
+
+def _unpremultiply_la(image: Image.Image) -> Image.Image:
+    """``LA`` from premultiplied ``La`` (Pillow converts ``La`` to nothing else)."""
+    la = np.asarray(image).astype(np.float64)  # (h, w, 2)
+    lum, alpha = la[..., 0], la[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(alpha > 0, lum * 255.0 / alpha, 0.0)
+    bands = np.stack([np.clip(np.rint(straight), 0, 255), alpha], axis=-1).astype(np.uint8)
+    return Image.fromarray(bands, "LA")
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` itself if it is plain RGB, else :func:`flatten_to_rgb` of it."""
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image
+    return flatten_to_rgb(image)
 
 
 def pixel_hash(image: Image.Image) -> str:
@@ -125,11 +418,16 @@ def content_hash(data: bytes) -> str:
 
 
 def shrink(image: Image.Image, size: int) -> Image.Image:
-    """A copy of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged)."""
+    """A copy of ``image`` shrunk to fit ``size`` x ``size`` (never enlarged).
+
+    Aspect ratio is kept; no side drops below 1 pixel (a 3x5000 strip fits 256 as 1x256).
+    """
     thumb = image.copy()
     # Bicubic (Pillow's is a proper antialiasing filter when shrinking) costs 0.6 of
-    # Lanczos; the difference is invisible at thumbnail size and in the features.
-    thumb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    # Lanczos; the difference is invisible at thumbnail size and in the features. The
+    # reducing gap (a fast box reduce first) is not implemented for 16-bit modes.
+    gap = None if image.mode.startswith("I;16") else 3.0
+    thumb.thumbnail((max(1, size), max(1, size)), Image.Resampling.BICUBIC, reducing_gap=gap)
     return thumb
 
 
@@ -139,6 +437,15 @@ def make_thumbnail(image: Image.Image, size: int) -> bytes:
 
 
 def encode_jpeg(image: Image.Image) -> bytes:
+    """JPEG bytes (quality 90) of ``image`` in any mode.
+
+    Modes JPEG cannot store are flattened to RGB first (transparency onto white); an image
+    with a side over JPEG's 65,535 pixel limit is shrunk to fit it.
+    """
+    if image.mode not in ("L", "RGB"):
+        image = flatten_to_rgb(image)
+    if max(image.size) > _JPEG_MAX_SIDE:
+        image = shrink(image, _JPEG_MAX_SIDE)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90, optimize=False)
     return out.getvalue()
@@ -147,17 +454,25 @@ def encode_jpeg(image: Image.Image) -> bytes:
 def sniff_image(data: bytes) -> tuple[str | None, str | None]:
     """Cheap check of downloaded bytes, before any decoding: (format, problem).
 
-    Identifies the format from the header (Pillow's plugins) and, for the common formats,
-    checks that the file ends the way a complete file ends, which catches bodies cut off by
-    a dropped connection. ``problem`` is ``empty``, ``not_an_image`` or ``truncated``. The
-    ingest stage still fully decodes every image; this only keeps junk out of the store.
+    Identifies the format from the header (the Pillow plugins we decode with, or an SVG
+    document) and, for the common formats, checks that the file ends the way a complete
+    file ends, which catches bodies cut off by a dropped connection. ``problem`` is
+    ``empty``, ``not_an_image`` or ``truncated``. The ingest stage still fully decodes
+    every image; this only keeps junk out of the store.
     """
     if not data:
         return None, "empty"
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = (image.format or "").lower() or None
-    except DECODE_ERRORS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
+                fmt = (image.format or "").lower() or None
+    except (*DECODE_ERRORS, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not _is_codec_failure(err):
+            raise
+        if _SVG and _SVG_HEAD.match(data[:4096]):
+            return "svg", None
         return None, "not_an_image"
     tail = data[-32:].rstrip(b"\0")
     complete = {
@@ -173,7 +488,8 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 
 
 #: Version of :func:`image_stats`; part of ingest's part digests so a change re-inspects.
-STATS_VERSION = 6
+#: 7: images are upright (EXIF), 16-bit scaled not clipped, edges measured per axis.
+STATS_VERSION = 7
 
 
 def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str, float | str]:
@@ -182,34 +498,42 @@ def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str
     ``image`` may be the thumbnail (every measure but ``row_repeat`` works on small copies
     anyway, and shrinking once is cheaper than five times); ``full`` is the full-resolution
     image for ``row_repeat`` (default: ``image``). At ingest this halves the time per image.
+    Any mode and size from 1x1 up is accepted (non-RGB images are flattened first); every
+    value is finite.
 
-    * ``phash``: 64-bit perceptual hash (imagehash) of the image with uniform borders
-      trimmed, so a letterboxed copy hashes like its original.
-    * ``gray_std``: contrast of a 64x64 greyscale copy; ~0 for a solid card.
-    * ``detail``: mean absolute Laplacian of that copy; ~0 for smooth images.
-    * ``edge_p99``: 99th percentile of the absolute Laplacian of a 128x128 copy (smaller
-      images at their own size): the
-      sharpest edges anywhere. Low for solids, gradients and blurry upscales; high for a
-      minimalist poster, whose few crisp shapes and letters are enough.
-    * ``colours``: distinct colours in a 32x32 copy quantised to 5 bits per channel.
-    * ``row_repeat``: among full-resolution rows (and columns) that are not uniform, the
-      share identical to their neighbour: ~0 for photographs, ~1 for pixel-block upscales.
+    * ``phash``: 64-bit perceptual hash (imagehash), 16 hex digits, of the image with
+      uniform borders trimmed, so a letterboxed copy hashes like its original.
+    * ``gray_std``: contrast of a 64x64 greyscale copy, 0..127.5; ~0 for a solid card.
+    * ``detail``: mean absolute Laplacian of that copy, 0..2040; ~0 for smooth images.
+    * ``edge_p99``: 99th percentile of the absolute Laplacian (0..2040) of a copy at most
+      128 px per side (a shorter side keeps its own length: never enlarged, since an
+      upscaled small image has soft edges it does not have at its own size): the sharpest
+      edges anywhere. Low for solids, gradients and blurry upscales; high for a minimalist
+      poster, whose few crisp shapes and letters are enough.
+    * ``colours``: distinct colours (1..1024) in a 32x32 copy quantised to 5 bits per
+      channel.
+    * ``row_repeat``: 0..1; among full-resolution rows (and columns) that are not uniform,
+      the share identical to their neighbour: ~0 for photographs, ~1 for pixel-block
+      upscales.
     * ``colour_hist``: 48-bin hue x saturation histogram (12 x 4, value ignored) of a
       32x32 copy, summing to 1: what "these share a colour scheme" is measured with.
+
+    Images under 3 px on a side have their edge pixels repeated for the Laplacian, so a
+    1x1 image measures 0 rather than nothing.
     """
     import imagehash
 
+    image = _as_rgb(image)
     gray = image.convert("L")
     g64 = np.asarray(gray.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
-    # never enlarge for the edge measure: an upscaled small image has soft edges it
-    # does not have at its own size
-    side = min(128, image.width, image.height)
-    g128 = np.asarray(gray.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32)
+    edge_size = (min(128, image.width), min(128, image.height))
+    g128 = np.asarray(gray.resize(edge_size, Image.Resampling.BILINEAR), dtype=np.float32)
     small_image = image.resize((32, 32), Image.Resampling.BILINEAR)
     small = np.asarray(small_image)
     quantised = (small >> 3).reshape(-1, 3).astype(np.int32)
     colours = len(np.unique(quantised[:, 0] * 1024 + quantised[:, 1] * 32 + quantised[:, 2]))
-    full_gray = np.asarray((full or image).convert("L"), dtype=np.int16)
+    full_rgb = _as_rgb(full) if full is not None else image
+    full_gray = np.asarray(full_rgb.convert("L"), dtype=np.int16)
     return {
         "phash": str(imagehash.phash(trim_borders(image))),
         "gray_std": float(g64.std()),
@@ -223,6 +547,7 @@ def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str
 
 def colour_histogram(image: Image.Image) -> list[float]:
     """Hue x saturation histogram (12 x 4 bins) of a 32x32 copy, normalised to sum 1."""
+    image = _as_rgb(image)
     if image.size != (32, 32):
         image = image.resize((32, 32), Image.Resampling.BILINEAR)
     hsv = np.asarray(image.convert("HSV"))
@@ -233,12 +558,16 @@ def colour_histogram(image: Image.Image) -> list[float]:
 
 
 def trim_borders(image: Image.Image, tolerance: int = 12) -> Image.Image:
-    """``image`` without uniform margins of its corner colour (letterbox bars, frames)."""
+    """``image`` without uniform margins of its corner colour (letterbox bars, frames).
+
+    Any mode: the margins are found on an RGB copy, the crop is of ``image`` itself.
+    """
     from PIL import ImageChops
 
-    background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
+    rgb = _as_rgb(image)
+    background = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
     diff = (
-        ImageChops.difference(image, background)
+        ImageChops.difference(rgb, background)
         .convert("L")
         .point(lambda v: 255 if v > tolerance else 0)
     )
@@ -252,6 +581,10 @@ def trim_borders(image: Image.Image, tolerance: int = 12) -> Image.Image:
 
 
 def _laplacian(a: np.ndarray) -> np.ndarray:
+    """|4-neighbour Laplacian| of the interior; arrays under 3 px on a side are first
+    padded by repeating their edge, so the result is never empty."""
+    if min(a.shape) < 3:
+        a = np.pad(a, 1, mode="edge")
     return np.abs(4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:])
 
 
