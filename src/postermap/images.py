@@ -72,6 +72,11 @@ IMAGE_EXTENSIONS = frozenset(
     | ({".svg"} if _SVG else set())
 )
 
+#: What an unidentified file is not, for its reason.
+_FORMAT_NAMES = ", ".join(
+    {"PPM": "PBM/PGM/PPM/PFM", "WEBP": "WebP"}.get(name, name) for name in PILLOW_FORMATS
+) + (" or SVG" if _SVG else "")
+
 #: Decoder errors that mean "this file is not a usable image" rather than a bug of ours.
 #: Kept explicit and narrow: anything else raised while decoding propagates, so a bug of
 #: ours (or a new failure mode of a decoder) is seen rather than filed as a corrupt image.
@@ -175,7 +180,8 @@ def decode_image(
         if _SVG and _SVG_HEAD.match(head):
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
             return _decode_svg(data, max_pixels)
-        raise ImageLoadError("undecodable", _describe(err)) from err
+        # Pillow's message names the stream object (a memory address): say what was tried
+        raise ImageLoadError("undecodable", f"not a {_FORMAT_NAMES} file") from err
     except DECODE_ERRORS as err:
         raise _load_error(err) from err
     except RuntimeError as err:
