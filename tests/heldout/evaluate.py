@@ -170,6 +170,8 @@ def _copies(items: list[Item], group, status: str, role: str) -> dict:
         "recall": _ratio(correct, len(expected)),
         "flagged": len(flagged),
         "expected": len(expected),
+        # any copy verdict counts here: an exact copy called a near duplicate is recognised
+        "recognised": _ratio(sum(a for a, _ in by_kind.values()), len(expected)),
         "recognised_by_kind": dict(sorted(by_kind.items())),
         "false_positives_by_kind": dict(Counter(_family(i.label.kind) for i in wrong)),
         "false_positive_examples": [

@@ -81,6 +81,7 @@ def test_metrics_on_a_hand_made_catalog() -> None:
     assert near["flagged"] == 3 and near["precision"] == pytest.approx(2 / 3)
     assert near["recall"] == pytest.approx(2 / 3)  # C-crop missed
     assert near["boring_flagged_as_near"] == 1
+    assert near["recognised"] == pytest.approx(2 / 3) and m["exact"]["recognised"] == 1.0
     assert near["recognised_by_kind"] == {
         "near:crop": [0, 1],
         "near:jpeg": [1, 1],
