@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "duplicate", "near_duplicate", "boring", "corrupt", "failed", "error")
 #: Tables joined onto the ingest table, in pipeline order.
-JOINED_TABLES = ("clean", "reduce", "grid", "cluster")
+JOINED_TABLES = ("clean", "reduce", "grid", "cluster", "tiles")
 
 
 def write_catalog(ws: Workspace) -> pa.Table:

@@ -23,7 +23,8 @@ workspace can keep or drop any id (see :mod:`postermap.overrides`). In order:
    images (representative included) with few colours is a site's "no poster" card with
    only the text changing: every member is ``boring`` / ``placeholder_template``.
 
-Representative of a group: the largest image (pixels), then the larger file, then the
+Representative of a near-duplicate group (:func:`keep_order`): the most pixels, then the
+least lossy format, then the larger file, then the first by path; of exact copies, the
 first by path. Thresholds were chosen on the labelled set in ``tests/cleanset.py``
 (``benchmarks/clean.py`` prints the precision and recall they give).
 """
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from postermap.errors import internal_reason
 from postermap.vectors import Projection, normalise, row_chunks
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,11 @@ def clean_collection(
         verdicts[dup] = Verdict("duplicate", reason, rep, 1.0)
     live = [i for i, r in enumerate(rows) if r["status"] == "ok" and r["id"] not in verdicts]
     for i in live:
-        reason = boring_reason(rows[i], params)
+        try:
+            reason = boring_reason(rows[i], params)
+        except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
+            verdicts[rows[i]["id"]] = Verdict("error", internal_reason(err))
+            continue
         if reason is not None:
             verdicts[rows[i]["id"]] = Verdict("boring", reason)
     live = [i for i in live if rows[i]["id"] not in verdicts]
@@ -193,9 +199,7 @@ def near_duplicate_groups(
         ):
             confirmed[ia].add(ib)
             confirmed[ib].add(ia)
-    order = sorted(
-        confirmed, key=lambda i: (-_area(rows[i]), -(rows[i]["bytes"] or 0), rows[i]["path"])
-    )
+    order = sorted(confirmed, key=lambda i: keep_order(rows[i]))
     assigned: set[int] = set()
     groups = []
     for rep in order:
@@ -265,8 +269,19 @@ def phash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def _area(row: dict) -> int:
-    return (row["width"] or 0) * (row["height"] or 0)
+def keep_order(row: dict) -> tuple:
+    """Sort key of the image a near-duplicate group keeps, best first: the most pixels,
+    then the least lossy format (lossless, then palette/either, then lossy), then the
+    larger file, then the earliest path. A copy is usually smaller, re-encoded lossily or
+    both; the original is what a person would keep."""
+    fmt = (row.get("format") or "").lower()
+    lossiness = 0 if fmt in LOSSLESS_FORMATS else 2 if fmt in LOSSY_FORMATS else 1
+    area = (row["width"] or 0) * (row["height"] or 0)
+    return (-area, lossiness, -(row["bytes"] or 0), row["path"])
+
+
+LOSSLESS_FORMATS = frozenset({"png", "bmp", "tif", "tiff", "ppm", "pgm", "pbm", "pnm", "ico"})
+LOSSY_FORMATS = frozenset({"jpg", "jpeg", "jfif", "jpe", "avif", "heic", "heif"})
 
 
 def unit_features(rows: list[dict], ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -310,7 +325,15 @@ def verdict_counts(table: pa.Table) -> dict[str, int]:
         table["status"].to_pylist(), table["reason"].to_pylist(), strict=True
     ):
         counts[status] = counts.get(status, 0) + 1
-        if status in ("duplicate", "near_duplicate", "boring") and reason:
+        if status in ("duplicate", "near_duplicate", "boring", "error") and reason:
             key = f"{status}:{reason.split(':')[0]}"
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def mark_failed(rows: list[dict], failures: dict[str, str]) -> None:
+    """Rows whose image could not be embedded (``failures``: content hash -> reason) leave
+    the map as status ``error``, in place."""
+    for row in rows:
+        if row["status"] == "ok" and row["content_hash"] in failures:
+            row["status"], row["reason"] = "error", failures[row["content_hash"]]

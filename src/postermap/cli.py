@@ -114,9 +114,10 @@ def main(verbose: int) -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 
-@main.command()
-@click.argument("source", type=SOURCE)
-@click.option(
+WAIT = click.option(
+    "--wait", is_flag=True, help="If another process is writing WORKSPACE, wait for it."
+)
+OUTPUT = click.option(
     "-o",
     "--output",
     "workspace",
@@ -124,49 +125,86 @@ def main(verbose: int) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Workspace folder.",
 )
+
+
+@main.command()
+@click.argument("source", type=SOURCE)
+@OUTPUT
 @click.option("--until", type=click.Choice(list(STAGE_NAMES)), help="Stop after this stage.")
+@click.option(
+    "--strict", is_flag=True, help="Exit with status 2 if any image hit an internal error."
+)
+@WAIT
 @_options("source")
 @_options("map")
 @_user_errors
 def run(
-    source: Path, workspace: Path, until: str | None, config_path: Path | None, **overrides: Any
+    source: Path,
+    workspace: Path,
+    until: str | None,
+    strict: bool,
+    wait: bool,
+    config_path: Path | None,
+    **overrides: Any,
 ) -> None:
     """Run every stage on SOURCE (a folder of images, or a CSV/TSV/Parquet/JSONL manifest
     of image URLs); finished stages are skipped."""
     ws = Workspace(workspace).create()
     overrides["metadata"] = overrides.get("metadata") or _default_metadata(source)
     settings = _settings(ws, config_path, source=str(source.resolve()), **overrides)
-    records = run_pipeline(ws, settings, until=until)
+    with ws.lock("postermap run", wait=wait):
+        records = run_pipeline(ws, settings, until=until)
     done = [r["stage"] for r in records if not r["skipped"]]
     click.echo(f"workspace: {ws.root}")
     click.echo(f"stages run: {', '.join(done) or 'none (all up to date)'}")
     if (ws.site_dir / "index.html").exists():
         click.echo(f"map: {ws.site_dir / 'index.html'}  (postermap serve {workspace})")
+    errors = status_count(ws, "error")
+    if errors:
+        click.echo(
+            f"warning: {errors:,} image(s) hit an internal error and are not on the map "
+            f"(status error; reasons in {ws.catalog_path} and in the report of "
+            f"`postermap clean {workspace} --report`)",
+            err=True,
+        )
+        if strict:
+            raise SystemExit(2)
+
+
+def status_count(ws: Workspace, status: str) -> int:
+    """How many catalog rows have ``status`` (0 before the first catalog)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not ws.catalog_path.exists():
+        return 0
+    statuses = pq.read_table(ws.catalog_path, columns=["status"])["status"]
+    return int(pc.sum(pc.equal(statuses, status)).as_py() or 0)
 
 
 @main.command()
 @click.argument("source", type=SOURCE)
-@click.option(
-    "-o",
-    "--output",
-    "workspace",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Workspace folder.",
-)
+@OUTPUT
 @click.option("--force", is_flag=True, help="Run even if the stage is up to date.")
+@WAIT
 @_options("source")
 @_options("map")
 @_user_errors
 def ingest(
-    source: Path, workspace: Path, force: bool, config_path: Path | None, **overrides: Any
+    source: Path,
+    workspace: Path,
+    force: bool,
+    wait: bool,
+    config_path: Path | None,
+    **overrides: Any,
 ) -> None:
     """Ingest SOURCE (a folder of images, or a manifest of URLs to download)."""
     ws = Workspace(workspace).create()
     overrides["metadata"] = overrides.get("metadata") or _default_metadata(source)
     settings = _settings(ws, config_path, source=str(source.resolve()), **overrides)
-    save_settings(ws, settings)
-    run_stage(ws, settings, stage_by_name("ingest"), force=force)
+    with ws.lock("postermap ingest", wait=wait):
+        save_settings(ws, settings)
+        run_stage(ws, settings, stage_by_name("ingest"), force=force)
 
 
 def _clean_report(ws: Workspace) -> Path:
@@ -196,18 +234,21 @@ def _stage_command(name: str) -> None:
     def command(
         workspace: Path,
         force: bool,
+        wait: bool,
         config_path: Path | None,
         report_flag: bool = False,
         **overrides: Any,
     ) -> None:
         ws = Workspace(workspace)
         settings = _settings(ws, config_path, **overrides)
-        save_settings(ws, settings)
-        run_stage(ws, settings, stage_by_name(name), force=force)
-        if report_flag and report is not None:
-            click.echo(str(report[1](ws)))
+        with ws.lock(f"postermap {name}", wait=wait):
+            save_settings(ws, settings)
+            run_stage(ws, settings, stage_by_name(name), force=force)
+            if report_flag and report is not None:
+                click.echo(str(report[1](ws)))
 
     command = _options("map")(command)
+    command = WAIT(command)
     if report is not None:
         command = click.option("--report", "report_flag", is_flag=True, help=report[0])(command)
     command = click.option("--force", is_flag=True, help="Run even if the stage is up to date.")(

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from postermap.images import content_hash, sniff_image
-from postermap.workspace import atomic_write_bytes
+from postermap.workspace import atomic_write_bytes, write_errors
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,9 @@ class Downloader:
                         async with gate:
                             result = await self.fetch(client, url)
                         results[url] = result
-                        journal.write(json.dumps(asdict(result)) + "\n")
-                        journal.flush()
+                        with write_errors(self.journal_path):
+                            journal.write(json.dumps(asdict(result)) + "\n")
+                            journal.flush()
                         if on_result is not None:
                             on_result(result)
 

@@ -8,19 +8,28 @@ shard with a model loaded once per worker process (:func:`embed_shard`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from postermap.embedders import Embedder, get_embedder
-from postermap.images import load_image
+from postermap.errors import internal_reason
+from postermap.images import ImageLoadError, load_image
 from postermap.runner import die_with_parent
 
 log = logging.getLogger(__name__)
 
 
+#: Per shard: position in the shard -> why that image has no features (zeros stand in).
+Failures = dict[int, str]
+
+
 class ThumbnailDataset:
-    """Map-style dataset over thumbnail files, returning uint8 arrays at the model's size."""
+    """Map-style dataset over thumbnail files: (uint8 array at the model's size, None), or
+    (None, reason) for a thumbnail that cannot be prepared, so one bad file costs its own
+    features, not the shard."""
 
     def __init__(self, paths: list[Path], embedder: Embedder) -> None:
         self.paths = paths
@@ -29,8 +38,20 @@ class ThumbnailDataset:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.preprocess(load_image(self.paths[index]))
+    def __getitem__(self, index: int) -> tuple[np.ndarray | None, str | None]:
+        return prepare(self.paths[index], self.preprocess)
+
+
+def prepare(
+    path: Path, preprocess: Callable[[Image.Image], np.ndarray]
+) -> tuple[np.ndarray | None, str | None]:
+    """The model input of one thumbnail, or why there is none."""
+    try:
+        return preprocess(load_image(path)), None
+    except ImageLoadError as err:
+        return None, f"thumbnail unreadable: {err}"
+    except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
+        return None, internal_reason(err)
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -38,9 +59,14 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def embed_paths(
-    paths: list[Path], embedder: Embedder, batch_size: int, workers: int, on_batch=None
-) -> np.ndarray:
-    """Features for ``paths`` in order, decoding in ``workers - 1`` background processes."""
+    paths: list[Path],
+    embedder: Embedder,
+    batch_size: int,
+    workers: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, Failures]:
+    """Features for ``paths`` in order, decoding in ``workers - 1`` background processes;
+    rows of images that could not be prepared are zero and listed in the failures."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -48,25 +74,26 @@ def embed_paths(
         ThumbnailDataset(paths, embedder),
         batch_size=batch_size,
         num_workers=max(0, workers - 1),
-        collate_fn=np.stack,
+        collate_fn=list,
         worker_init_fn=_worker_init,
     )
     torch.set_num_threads(max(1, workers))
-    out = np.empty((len(paths), embedder.dim), dtype=np.float32)
+    out = np.zeros((len(paths), embedder.dim), dtype=np.float32)
+    failures: Failures = {}
     done = 0
     for batch in loader:
-        out[done : done + len(batch)] = embedder.embed(batch)
+        _embed_batch(embedder, batch, done, out, failures)
         done += len(batch)
         if on_batch is not None:
             on_batch(len(batch))
-    return out
+    return out, failures
 
 
 #: One embedder per worker process of a distributed run, kept between shards.
 _WORKER_EMBEDDERS: dict[str, Embedder] = {}
 
 
-def embed_shard(model: str, paths: list[Path], batch_size: int) -> np.ndarray:
+def embed_shard(model: str, paths: list[Path], batch_size: int) -> tuple[np.ndarray, Failures]:
     """Features of one shard, decoding in this process: the unit of a Ray task.
 
     The model is loaded once per worker process and reused; it runs on the CPUs Ray gave
@@ -75,10 +102,25 @@ def embed_shard(model: str, paths: list[Path], batch_size: int) -> np.ndarray:
     embedder = _WORKER_EMBEDDERS.get(model)
     if embedder is None:
         embedder = _WORKER_EMBEDDERS[model] = get_embedder(model, threads=1)
-    out = np.empty((len(paths), embedder.dim), dtype=np.float32)
+    out = np.zeros((len(paths), embedder.dim), dtype=np.float32)
+    failures: Failures = {}
     for start in range(0, len(paths), batch_size):
-        batch = np.stack(
-            [embedder.preprocess(load_image(p)) for p in paths[start : start + batch_size]]
-        )
-        out[start : start + len(batch)] = embedder.embed(batch)
-    return out
+        batch = [prepare(p, embedder.preprocess) for p in paths[start : start + batch_size]]
+        _embed_batch(embedder, batch, start, out, failures)
+    return out, failures
+
+
+def _embed_batch(
+    embedder: Embedder,
+    batch: list[tuple[np.ndarray | None, str | None]],
+    offset: int,
+    out: np.ndarray,
+    failures: Failures,
+) -> None:
+    good = [i for i, (array, _) in enumerate(batch) if array is not None]
+    for i, (_, reason) in enumerate(batch):
+        if reason is not None:
+            failures[offset + i] = reason
+    if good:
+        features = embedder.embed(np.stack([batch[i][0] for i in good]))
+        out[[offset + i for i in good]] = features

@@ -49,3 +49,10 @@ class WorkspaceBusyError(PostermapError, RuntimeError):
 
 class WorkspaceWriteError(PostermapError, OSError):
     """The workspace cannot be written (disk full, read-only file system, no permission)."""
+
+
+def internal_reason(err: BaseException) -> str:
+    """The ``reason`` of a row whose image hit a bug of ours (status ``error``): the
+    exception's type and message, so the row says what happened and the run goes on."""
+    message = " ".join(str(err).split()) or "(no message)"
+    return f"internal: {type(err).__name__}: {message[:300]}"

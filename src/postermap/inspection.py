@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from postermap.errors import PostermapError, internal_reason
 from postermap.images import (
     ImageLoadError,
     content_hash,
@@ -57,7 +58,14 @@ FLOAT_FIELDS = ("gray_std", "detail", "edge_p99", "colours", "row_repeat")
 
 
 def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int, thumb_size: int) -> dict:
-    """Read, hash, verify and thumbnail one file. Runs in a worker process."""
+    """Read, hash, verify and thumbnail one file. Runs in a worker process.
+
+    Total: whatever the file holds, the result is a record. A file the decoder refuses is
+    ``corrupt`` with the decoder's message; any other exception is a bug of ours on this
+    one file and becomes status ``error`` (reason ``internal: <type>: <message>``), so one
+    odd file never stops a run. Only a workspace that cannot be written
+    (:class:`~postermap.errors.WorkspaceWriteError`) stops it: that is not about the file.
+    """
     record: dict = dict.fromkeys(RECORD_FIELDS)
     record.update(source=str(path), path=rel, file=str(path), status="ok")
     try:
@@ -66,7 +74,24 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int, thumb_
         record.update(status="corrupt", reason=f"unreadable: {err}")
         return record
     record["bytes"] = len(data)
-    record["content_hash"] = chash = content_hash(data)
+    record["content_hash"] = content_hash(data)
+    try:
+        return _inspect_bytes(data, record, thumbs_dir, max_pixels, thumb_size)
+    except PostermapError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
+        failed = dict.fromkeys(RECORD_FIELDS)
+        failed.update(
+            {key: record[key] for key in ("source", "path", "file", "bytes", "content_hash")}
+        )
+        failed.update(status="error", reason=internal_reason(err))
+        return failed
+
+
+def _inspect_bytes(
+    data: bytes, record: dict, thumbs_dir: Path, max_pixels: int, thumb_size: int
+) -> dict:
+    path, chash = Path(record["file"]), record["content_hash"]
     if not data:
         record.update(status="corrupt", reason="empty: file has zero bytes")
         return record
@@ -93,29 +118,67 @@ def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int, thumb_
 
 
 def confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
-    """Replace provisional pixel hashes that collide with full-resolution ones.
+    """Replace provisional pixel hashes by full-resolution ones where an exact duplicate
+    could hide behind them; returns how many files were decoded again.
 
-    Equal pixels decode to equal pixels at any DCT scale, so two files with the same full
-    pixels always share their provisional hash; the converse need not hold. Only files
-    whose provisional hash is shared by different bytes are decoded again in full; every
-    other provisional hash is unique and cannot mark a false duplicate. (A JPEG and a
-    lossless re-encode of its decoded pixels in another format are not matched here; the
-    clean stage still flags them as near duplicates.) Returns how many were decoded.
+    A large JPEG is decoded at reduced DCT scale, so its pixel hash (``~``-prefixed) is
+    comparable only with another reduced decode. Two cases need the full pixels:
+
+    * a provisional hash shared by different bytes (equal pixels decode to equal pixels
+      at any scale, so true twins always share it; the converse need not hold);
+    * a provisional hash whose image has the same size and nearly the same perceptual
+      hash as an image with a full hash (a PNG holding exactly the JPEG's decoded
+      pixels): its full hash may equal that one.
+
+    Everything else is unique and cannot mark a false duplicate. A file that no longer
+    decodes in full keeps its provisional hash (and a warning).
     """
-    groups: dict[str, list[dict]] = {}
-    for record in records:
-        if record["status"] == "ok" and (record["pixel_hash"] or "").startswith(PROVISIONAL):
-            groups.setdefault(record["pixel_hash"], []).append(record)
-    decoded = 0
-    for members in groups.values():
-        if len({m["content_hash"] for m in members}) < 2:
+    from postermap.cleaning import phash_candidates, phash_distance
+
+    live = [r for r in records if r["status"] == "ok" and r["pixel_hash"]]
+    todo: dict[int, dict] = {}
+    by_hash: dict[str, list[dict]] = {}
+    for record in live:
+        if record["pixel_hash"].startswith(PROVISIONAL):
+            by_hash.setdefault(record["pixel_hash"], []).append(record)
+    for members in by_hash.values():
+        if len({m["content_hash"] for m in members}) > 1:
+            todo.update((id(m), m) for m in members)
+    by_size: dict[tuple[int, int], list[dict]] = {}
+    for record in live:
+        by_size.setdefault((record["width"], record["height"]), []).append(record)
+    for group in by_size.values():
+        provisional = [r for r in group if r["pixel_hash"].startswith(PROVISIONAL)]
+        if not provisional or len(provisional) == len(group):
             continue
-        for member in members:
+        for a, b in phash_candidates([r["phash"] for r in group]):
+            first, second = group[a], group[b]
+            if first["content_hash"] == second["content_hash"]:
+                continue
+            kinds = [m["pixel_hash"].startswith(PROVISIONAL) for m in (first, second)]
+            if kinds[0] == kinds[1]:  # two provisional twins already share their hash
+                continue
+            if phash_distance(first["phash"], second["phash"]) > NEAR_PHASH_BITS:
+                continue
+            member = first if kinds[0] else second
+            todo[id(member)] = member
+    for member in todo.values():
+        try:
             member["pixel_hash"] = pixel_hash(load_image(Path(member["file"]), max_pixels))
-            decoded += 1
-    if decoded:
-        log.info("ingest: %d reduced-scale pixel hashes collided; confirmed at full size", decoded)
-    return decoded
+        except ImageLoadError as err:
+            log.warning(
+                "%s decodes at reduced scale but not in full (%s); its pixel hash "
+                "stays provisional",
+                member["source"],
+                err,
+            )
+    if todo:
+        log.info("ingest: %d reduced-scale pixel hashes confirmed at full size", len(todo))
+    return len(todo)
+
+
+#: perceptual-hash bits two decodes of the same pixels may differ by (draft vs full decode)
+NEAR_PHASH_BITS = 6
 
 
 def build_table(items: list[SourceItem], inspected: dict[str, dict]) -> tuple[pa.Table, list[str]]:

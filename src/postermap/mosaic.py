@@ -11,12 +11,16 @@ images of 128 px cells), removed afterwards.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
+from postermap.errors import WorkspaceWriteError
 from postermap.progress import track
 from postermap.runner import Runner
+from postermap.workspace import describe_write_error
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +34,20 @@ def render_pyramid(
     quality: int,
     out_dir: Path,
     runner: Runner,
-) -> int:
+) -> tuple[int, dict[tuple[int, int], str]]:
     """Write the tile pyramid of a grid whose row ``r``, column ``c`` shows the thumbnail
-    file ``cells[r][c]`` (None = empty) in a ``cell``-pixel square; returns the number of
-    zoom levels (0 .. levels-1, the last at full resolution)."""
+    file ``cells[r][c]`` (None = empty) in a ``cell``-pixel square.
+
+    Returns the number of zoom levels (0 .. levels-1, the last at full resolution) and the
+    cells that could not be drawn, ``(row, col) -> reason`` (they show the background).
+    """
     import pyvips
 
     rows = len(cells)
     bg = hex_to_rgb(background)
     strips_dir = out_dir.parent / ".tmp-strips"
     strips_dir.mkdir(parents=True, exist_ok=True)
+    failed: dict[tuple[int, int], str] = {}
     try:
         strips = [strips_dir / f"row-{row:05d}.v" for row in range(rows)]
         done = runner.map(
@@ -50,43 +58,81 @@ def render_pyramid(
             strips,
             chunksize=4 if runner.distributed else 1,
         )
-        for _ in track(done, rows, "tiles: mosaic rows"):
-            pass
+        for row, row_failures in enumerate(track(done, rows, "tiles: mosaic rows")):
+            failed.update(((row, col), reason) for col, reason in row_failures.items())
         mosaic = pyvips.Image.arrayjoin(
             [pyvips.Image.new_from_file(str(p), access="sequential") for p in strips], across=1
         )
         log.info("tiles: mosaic %dx%d px, writing pyramid", mosaic.width, mosaic.height)
-        mosaic.dzsave(
-            str(out_dir),
-            layout="google",
-            suffix=f".jpg[Q={quality}]",
-            tile_size=TILE_SIZE,
-            overlap=0,
-            background=bg,
-        )
+        try:
+            mosaic.dzsave(
+                str(out_dir),
+                layout="google",
+                suffix=f".jpg[Q={quality}]",
+                tile_size=TILE_SIZE,
+                overlap=0,
+                background=bg,
+            )
+        except pyvips.Error as err:
+            raise_if_full(out_dir, err)
+            raise
     finally:
         shutil.rmtree(strips_dir, ignore_errors=True)
-    return len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
+    levels = len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
+    return levels, failed
 
 
-def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) -> Path:
+def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) -> dict[int, str]:
     """Join one grid row's thumbnails, each fitted into a ``cell`` square on ``bg``, into
     an uncompressed vips strip at ``out`` (``None`` = empty cell). A unit of parallel work:
-    it touches nothing but its own files."""
+    it touches nothing but its own files.
+
+    Total: a thumbnail that cannot be drawn leaves its cell blank; returns
+    ``column -> reason`` for those.
+    """
     import pyvips
 
     blank = (pyvips.Image.black(cell, cell, bands=3) + bg).cast("uchar")
-    tiles = []
-    for path in thumbs:
+    tiles, failed = [], {}
+    for col, path in enumerate(thumbs):
         if path is None:
             tiles.append(blank)
             continue
-        thumb = pyvips.Image.thumbnail(path, cell, height=cell)
-        if thumb.bands != 3:
-            thumb = thumb.colourspace("srgb")[:3]
-        tiles.append(thumb.gravity("centre", cell, cell, extend="background", background=bg))
-    pyvips.Image.arrayjoin(tiles, across=len(thumbs)).write_to_file(str(out))
-    return out
+        try:
+            tiles.append(_cell_image(pyvips, path, cell, bg))
+        except pyvips.Error as err:
+            failed[col] = f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
+            tiles.append(blank)
+    try:
+        pyvips.Image.arrayjoin(tiles, across=len(thumbs)).write_to_file(str(out))
+    except pyvips.Error as err:
+        raise_if_full(out, err)
+        raise
+    return failed
+
+
+def _cell_image(pyvips: Any, path: str, cell: int, bg: list[int]) -> Any:
+    # decode now (copy_memory), so a broken file fails here, inside its own cell's
+    # guard, rather than later when the whole row is written
+    thumb = pyvips.Image.thumbnail(path, cell, height=cell)
+    if thumb.bands != 3:
+        thumb = thumb.colourspace("srgb")[:3]
+    fitted = thumb.gravity("centre", cell, cell, extend="background", background=bg)
+    return fitted.copy_memory()
+
+
+def raise_if_full(path: Path, err: Exception) -> None:
+    """libvips reports a full disk as a message, not an errno: turn it into the one
+    workspace write error."""
+    message = str(err)
+    for text, code in (
+        ("No space left", errno.ENOSPC),
+        ("Read-only file system", errno.EROFS),
+        ("Permission denied", errno.EACCES),
+        ("File too large", errno.EFBIG),
+    ):
+        if text in message:
+            raise WorkspaceWriteError(describe_write_error(path, OSError(code, text))) from err
 
 
 def hex_to_rgb(colour: str) -> list[int]:

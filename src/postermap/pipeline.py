@@ -21,7 +21,7 @@ from postermap.errors import StageOrderError
 from postermap.progress import print_summary
 from postermap.stage import Stage
 from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
-from postermap.workspace import Workspace, atomic_write_text
+from postermap.workspace import SPACE_ERRNOS, Workspace, atomic_write_text, write_errors
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def run_stage(ws: Workspace, settings: Settings, stage: Stage, force: bool = Fal
         return {**marker, "skipped": True}
     log.info("%s: running", stage.name)
     started = time.perf_counter()
-    outcome = stage.run(ws, settings.for_stage(stage.name))
+    with write_errors(ws.root, SPACE_ERRNOS):  # a write the stage did not name itself
+        outcome = stage.run(ws, settings.for_stage(stage.name))
     seconds = time.perf_counter() - started
     write_catalog(ws)
     record = {

@@ -10,6 +10,7 @@ that is not in the collection, embedded the way the pipeline embeds.
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,21 @@ def all_neighbours(index: Any, vectors: np.ndarray, k: int) -> Neighbours:
 
 
 def save_index(ws: Workspace, index: Any, projection: Projection) -> None:
+    """Keep the index and its projection for ``similar`` queries. hnswlib does not report
+    a failed write (a full disk leaves a short file), so the saved index is read back
+    before it replaces the old one."""
+    import hnswlib
+
     projection.save(ws.projection_path)
     with atomic_path(ws.neighbour_index_path) as tmp:
         index.save_index(str(tmp))
+        check = hnswlib.Index(space="cosine", dim=index.dim)
+        try:
+            check.load_index(str(tmp))
+        except RuntimeError as err:
+            raise OSError(errno.ENOSPC, f"the saved index does not load back ({err})") from err
+        if check.get_current_count() != index.get_current_count():
+            raise OSError(errno.ENOSPC, "the saved index is incomplete")
 
 
 def similar_to_id(ws: Workspace, image_id: str, k: int) -> list[tuple[str, float]]:

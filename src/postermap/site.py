@@ -29,7 +29,7 @@ import numpy as np
 from postermap.clustering import cluster_members
 from postermap.mosaic import TILE_SIZE
 from postermap.outlines import cluster_outlines
-from postermap.workspace import Grid, Neighbours, Workspace, atomic_write_json
+from postermap.workspace import Grid, Neighbours, Workspace, atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def write_site_data(
                 "id": item["id"],
                 "title": item["title"],
                 "file": _display_name(item),
-                "image": f"images/{_image_name(item)}",
+                "image": f"images/{item.get('image_file') or _image_name(item)}",
                 "thumb": f"thumbs/{item['content_hash']}.jpg",
                 "row": item["row"],
                 "col": item["col"],
@@ -166,15 +166,31 @@ def _link(source: Path, target: Path) -> None:
         return
     try:
         os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another file system, or no hard links there: copy
+        with atomic_path(target) as tmp:
+            shutil.copy2(source, tmp)
 
 
-def link_images(images_dir: Path, items: list[dict]) -> None:
-    """Hard-link each original into the site (copy across file systems); never move it."""
+def link_images(ws: Workspace, images_dir: Path, items: list[dict]) -> list[str]:
+    """Hard-link each original into the site (copy across file systems); never move it.
+
+    An original that has gone since ingest (moved or deleted by its owner) is replaced by
+    its thumbnail, so the detail panel still shows the image; returns the sources of
+    those, for a warning.
+    """
     images_dir.mkdir(parents=True, exist_ok=True)
+    missing = []
     for item in items:
-        _link(Path(item["file"]), images_dir / _image_name(item))
+        target = images_dir / _image_name(item)
+        try:
+            _link(Path(item["file"]), target)
+        except FileNotFoundError:
+            missing.append(item["source"])
+            _link(ws.thumb_path(item["content_hash"]), target.with_suffix(".jpg"))
+            item["image_file"] = target.with_suffix(".jpg").name
+    return missing
 
 
 def _display_name(item: dict) -> str:

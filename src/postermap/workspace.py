@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from postermap.errors import StageOrderError, WorkspaceWriteError
+from postermap.errors import StageOrderError, WorkspaceBusyError, WorkspaceWriteError
+
+log = logging.getLogger(__name__)
 
 MARKER_VERSION = 1
 #: schema metadata key of the columns a person should see (see Workspace.write_table)
@@ -272,6 +277,9 @@ class Workspace:
             merged = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(len(ids), dim)
             )
+            # claim the disk space now: a full disk under a memory map would be SIGBUS
+            with open(tmp, "r+b") as fh:
+                os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
             offset = 0
             for path in parts:
                 part = np.load(path, mmap_mode="r")
@@ -280,6 +288,19 @@ class Workspace:
             merged.flush()
             del merged
         atomic_save_npy(self.embedding_ids_path, np.array(ids))
+
+    @property
+    def embed_failures_path(self) -> Path:
+        return self.embed_dir / "failures.json"
+
+    def write_embed_failures(self, failures: dict[str, str]) -> None:
+        """Content hash -> why the image has no features (its row is zeros)."""
+        atomic_write_json(self.embed_failures_path, failures)
+
+    def read_embed_failures(self) -> dict[str, str]:
+        if not self.embed_failures_path.exists():
+            return {}
+        return json.loads(self.embed_failures_path.read_text())
 
     def embedding_rows(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(memory-mapped features, row of each image id): image id -> content hash -> row,
@@ -352,10 +373,93 @@ class Workspace:
     def has_neighbour_index(self) -> bool:
         return self.neighbour_index_path.exists() and self.projection_path.exists()
 
+    # -- the writer's lock ------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    @contextlib.contextmanager
+    def lock(self, command: str, wait: bool = False) -> Iterator[None]:
+        """Hold the workspace's writer lock while ``command`` runs.
+
+        One process writes a workspace at a time: a second one refuses at once with a
+        :class:`WorkspaceBusyError` naming the holder (or, with ``wait``, blocks until it
+        is done). The lock is an ``flock`` on ``.lock``, which the kernel releases when
+        its holder dies, so a lock left by a killed run is taken over (the file's old
+        contents only say who held it last). Worker processes forked by the holder share
+        the lock until they exit; when the holder named in the file is dead, its workers
+        are given ``ORPHAN_GRACE`` seconds to die with it. Readers (``serve``,
+        ``similar``) take no lock.
+        """
+        self.create()
+        with write_errors(self.lock_path):
+            handle = open(self.lock_path, "a+")  # held for the whole block
+        try:
+            if wait:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            elif not _try_lock(handle):
+                handle.seek(0)
+                holder = handle.read().strip()
+                if not (_holder_is_dead(holder) and _try_lock(handle, ORPHAN_GRACE)):
+                    raise WorkspaceBusyError(
+                        f"{self.root} is being written by {holder or 'another process'}; "
+                        f"wait for it to finish, or run the same command with --wait to "
+                        f"start when it has"
+                    )
+            handle.seek(0)
+            previous = handle.read().strip()
+            if previous:
+                log.info("workspace lock: taking over from %s, which has ended", previous)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(
+                f"process {os.getpid()} ({command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})"
+            )
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+        finally:
+            handle.close()  # closing releases the flock
+
     def _existing(self, path: Path, stage: str) -> Path:
         if not path.exists():
             raise StageOrderError(f"{path} is missing: run the '{stage}' stage first")
         return path
+
+
+#: seconds the workers of a killed run get to exit (and let go of its lock)
+ORPHAN_GRACE = 30.0
+
+
+def _try_lock(handle: Any, within: float = 0.0) -> bool:
+    """Take the flock on ``handle`` if it is free now (or becomes free ``within`` s)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """Whether the lock file names a process (``process <pid> (...)``) that has exited."""
+    words = holder.split()
+    if len(words) < 2 or words[0] != "process" or not words[1].isdigit():
+        return False
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def thumb_location(thumbs_dir: Path, content_hash: str) -> Path:
@@ -376,24 +480,44 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        if err.errno in WRITE_ERRNOS:
-            raise WorkspaceWriteError(describe_write_error(path, err)) from err
-        raise
+        with write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
 
+@contextlib.contextmanager
+def write_errors(path: Path, errnos: frozenset[int] | None = None) -> Iterator[None]:
+    """Turn "this file system will not take the write" (full, read-only, no permission,
+    size limit; or only ``errnos``) into one :class:`WorkspaceWriteError` naming
+    ``path``; other errors pass."""
+    errnos = WRITE_ERRNOS if errnos is None else errnos
+    try:
+        yield
+    except WorkspaceWriteError:
+        raise
+    except OSError as err:
+        if err.errno in errnos or _is_short_write(err):
+            raise WorkspaceWriteError(describe_write_error(Path(path), err)) from err
+        raise
+
+
 #: errno values that mean "this file system will not take the file", not a bug of ours
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG})
+#: ...of which those that can only come from a write (EACCES may be a read, too)
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def _is_short_write(err: OSError) -> bool:
+    """numpy reports a write the file system cut short without an errno."""
+    return err.errno is None and "requested and" in str(err) and "written" in str(err)
 
 
 def describe_write_error(path: Path, err: OSError) -> str:
@@ -404,7 +528,7 @@ def describe_write_error(path: Path, err: OSError) -> str:
         errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission denied",
         errno.EFBIG: "the file is larger than this file system or ulimit allows",
-    }.get(err.errno or 0, err.strerror or str(err))
+    }.get(err.errno or 0, err.strerror or f"the write was cut short ({err})")
     free = ""
     with contextlib.suppress(OSError):
         stat = os.statvfs(path.parent if path.parent.exists() else path.anchor)

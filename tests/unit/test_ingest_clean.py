@@ -160,3 +160,40 @@ def test_find_exact_duplicates_prefers_earliest_path():
         {"id": "d", "path": "d.jpg", "status": "corrupt", "content_hash": "h3", "pixel_hash": None},
     ]
     assert find_exact_duplicates(rows) == {"b": ("a", "same_bytes"), "c": ("a", "same_pixels")}
+
+
+def test_a_large_jpeg_and_a_png_of_its_decoded_pixels_are_same_pixels(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import draw_image
+
+    folder = tmp_path / "images"
+    big = draw_image(folder / "big.png", seed=5, size=(1200, 1800))
+    Image.open(big).save(folder / "poster.jpg", quality=90)
+    big.unlink()
+    with Image.open(folder / "poster.jpg") as jpeg:
+        jpeg.convert("RGB").save(folder / "poster-lossless.png")  # exactly its pixels
+    ws, rows = _ingest_and_clean(folder, tmp_path / "ws")
+    kept, copy = rows["poster-lossless.png"], rows["poster.jpg"]
+    # same pixels: the first by path stays (exact copies), the other is a duplicate
+    pair = sorted([kept, copy], key=lambda r: r["path"])
+    assert pair[1]["status"] == "duplicate" and pair[1]["reason"] == "same_pixels"
+    assert pair[1]["duplicate_of"] == pair[0]["id"]
+    assert ws.read_marker("ingest")["counts"]["pixel_hashes_confirmed"] == 1
+
+
+def test_a_near_duplicate_group_keeps_the_most_pixels_then_lossless_then_bytes():
+    from postermap.cleaning import keep_order
+
+    def row(path, w, h, fmt, size):
+        return {"path": path, "width": w, "height": h, "format": fmt, "bytes": size}
+
+    rows = [
+        row("a-small.png", 100, 150, "png", 90_000),
+        row("b-copy.jpg", 200, 300, "jpg", 120_000),
+        row("c-original.png", 200, 300, "png", 80_000),
+        row("d-bigger.jpg", 200, 300, "jpg", 150_000),
+        row("e-same.png", 200, 300, "png", 80_000),
+    ]
+    ordered = [r["path"] for r in sorted(rows, key=keep_order)]
+    assert ordered == ["c-original.png", "e-same.png", "d-bigger.jpg", "b-copy.jpg", "a-small.png"]

@@ -19,6 +19,7 @@ from postermap.reports.sheets import contact_sheet
 from postermap.workspace import Workspace, atomic_write_bytes, atomic_write_text
 
 MAX_GROUPS = 200
+MAX_LISTED = 500
 MAX_PER_SHEET = 120
 
 
@@ -53,6 +54,18 @@ def write_clean_report(ws: Workspace) -> Path:
             f"<h3>{html.escape(kinds)}: {len(members)} of "
             f"{html.escape(by_id[rep_id]['path'])}</h3><img src='{name}'>"
         )
+    for status, title in (
+        ("error", "internal errors (bugs of ours: please report them)"),
+        ("corrupt", "files that do not decode"),
+    ):
+        listed = [r for r in rows if r["status"] == status][:MAX_LISTED]
+        if listed:
+            items = "".join(
+                f"<tr><td>{html.escape(r['path'])}</td>"
+                f"<td>{html.escape(r['reason'] or '')}</td></tr>"
+                for r in listed
+            )
+            sections.append(f"<h3>{status}: {html.escape(title)}</h3><table>{items}</table>")
     for reason, members in sorted(boring.items()):
         name = f"boring-{reason}.png"
         _write_sheet(ws, out / name, members[:MAX_PER_SHEET])

@@ -10,6 +10,7 @@ from postermap.cleaning import (
     INPUT_COLUMNS,
     CleanParams,
     clean_collection,
+    mark_failed,
     unit_features,
     verdict_counts,
     verdict_table,
@@ -22,6 +23,7 @@ from postermap.workspace import Workspace
 
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     rows = ws.read_table("ingest", list(INPUT_COLUMNS)).to_pylist()
+    mark_failed(rows, ws.read_embed_failures())
     embeddings = ws.read_embeddings()
     features = unit_features(rows, embeddings.ids, embeddings.vectors)
     params = CleanParams(
@@ -40,7 +42,7 @@ STAGE = Stage(
     name="clean",
     depends=("ingest", "embed"),
     run=run,
-    version=6,
+    version=7,  # status error for images without features
     input_fingerprint=overrides_fingerprint,
     doc="Flag exact and near duplicates and boring images (applies overrides.toml).",
 )

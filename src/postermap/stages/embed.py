@@ -12,6 +12,7 @@ N x dim, memory-mappable) with the content hash of each row.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,12 @@ from postermap.errors import NothingToMapError
 from postermap.progress import progress_bar
 from postermap.runner import make_runner
 from postermap.stage import Stage, StageOutcome
-from postermap.workspace import Workspace, atomic_save_npy
+from postermap.workspace import Workspace, atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-VERSION = 2
+#: part of every shard's name: bump when the features of a shard change
+SHARD_VERSION = 2
 
 
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
@@ -42,7 +44,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         )
     size = settings.shard_size
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
-    key = f"{settings.model}:{settings.thumb_size}:v{VERSION}"
+    key = f"{settings.model}:{settings.thumb_size}:v{SHARD_VERSION}"
     shard_paths = [ws.shards_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
     todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not p.exists()]
     if len(todo) < len(shards):
@@ -55,12 +57,23 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         _embed_todo(ws, settings, todo, lambda n: bar.advance(task, n))
     dim = int(np.load(shard_paths[0], mmap_mode="r").shape[1])
     ws.write_embeddings(ids, shard_paths, dim)
+    failures = {}
+    for shard_ids, path in zip(shards, shard_paths, strict=True):
+        for position, reason in _read_failures(path).items():
+            failures[shard_ids[position]] = reason
+            log.error(
+                "embed: no features for %s (kept as status error): %s",
+                ws.thumb_path(shard_ids[position]),
+                reason,
+            )
+    ws.write_embed_failures(failures)
     _remove_stale_shards(ws.shards_dir, set(shard_paths))
     return StageOutcome(
         counts={
             "in": len(ids),
             "embedded_now": computed,
             "reused_from_shards": len(ids) - computed,
+            "error": len(failures),
             "dim": dim,
         },
         items=computed,
@@ -81,18 +94,39 @@ def _embed_todo(
             results = runner.map(
                 embed_shard, [settings.model] * n, paths, [settings.batch_size] * n
             )
-            for (_, path), features in zip(todo, results, strict=True):
-                atomic_save_npy(path, features)
+            for (_, path), (features, failures) in zip(todo, results, strict=True):
+                _save_shard(path, features, failures)
                 advance(len(features))
         return
     if not todo:
         return
     embedder = get_embedder(settings.model)
     for shard_paths, (_, path) in zip(paths, todo, strict=True):
-        features = embed_paths(
+        features, failures = embed_paths(
             shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
         )
-        atomic_save_npy(path, features)
+        _save_shard(path, features, failures)
+
+
+def _save_shard(path: Path, features: np.ndarray, failures: dict[int, str]) -> None:
+    """The shard's failures first, its features last: the ``.npy`` marks it finished."""
+    failures_path = _failures_path(path)
+    if failures:
+        atomic_write_json(failures_path, {str(k): v for k, v in failures.items()})
+    else:
+        failures_path.unlink(missing_ok=True)
+    atomic_save_npy(path, features)
+
+
+def _failures_path(shard: Path) -> Path:
+    return shard.with_name(shard.stem + ".failures.json")
+
+
+def _read_failures(shard: Path) -> dict[int, str]:
+    path = _failures_path(shard)
+    if not path.exists():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
 
 
 def _digest(key: str, ids: list[str]) -> str:
@@ -106,12 +140,13 @@ def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
     for path in shard_dir.glob("*.npy"):
         if path not in keep:
             path.unlink()
+            _failures_path(path).unlink(missing_ok=True)
 
 
 STAGE = Stage(
     name="embed",
     depends=("ingest",),
     run=run,
-    version=VERSION,
+    version=3,  # images without features are listed (embed/failures.json), not fatal
     doc="Compute CNN features for every distinct readable image.",
 )

@@ -73,10 +73,12 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     table, shown = build_table(items, inspected)
     ws.write_table("ingest", table, shown_columns=shown)
     statuses = table["status"].to_pylist()
-    for status in ("ok", "corrupt", "failed"):
+    for status in ("ok", "corrupt", "failed", "error"):
         counts[status] = statuses.count(status)
     for row in table.filter(pc.equal(table["status"], "corrupt")).to_pylist():
         log.warning("corrupt image %s: %s", row["source"], row["reason"])
+    for row in table.filter(pc.equal(table["status"], "error")).to_pylist():
+        log.error("internal error on %s (kept as status error): %s", row["source"], row["reason"])
     return StageOutcome(counts=counts, items=n_todo)
 
 

@@ -6,8 +6,10 @@ layout. The site is built beside the old one and swapped in whole.
 
 from __future__ import annotations
 
+import logging
 import shutil
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from postermap.catalog import write_catalog
@@ -24,6 +26,8 @@ from postermap.site import (
 )
 from postermap.stage import Stage, StageOutcome
 from postermap.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
@@ -43,7 +47,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         [by_cell.get(row * grid.cols + col) for col in range(grid.cols)] for row in range(grid.rows)
     ]
     with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
-        levels = render_pyramid(
+        levels, not_drawn = render_pyramid(
             cells,
             settings.cell_size,
             settings.background,
@@ -51,6 +55,9 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             tmp / "tiles",
             runner,
         )
+    missing = link_images(ws, tmp / "images", items)
+    for source in missing:
+        log.warning("tiles: original %s is gone; the site shows its thumbnail", source)
     index_of = {item["id"]: index for index, item in enumerate(items)}
     similar = similar_items(ws.read_layout().ids, ws.read_neighbours(), index_of)
     write_site_data(
@@ -64,11 +71,32 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         settings.cell_size,
         settings.background,
     )
-    link_images(tmp / "images", items)
     link_thumbs(ws, tmp / "thumbs", items)
+    at_cell = {r["row"] * grid.cols + r["col"]: r for r in items}
+    errors = {}
+    for (row, col), reason in not_drawn.items():
+        item = at_cell[row * grid.cols + col]
+        errors[item["id"]] = reason
+        log.error("tiles: cell of %s left blank: %s", item["source"], reason)
+    ws.write_table(
+        "tiles",
+        pa.table(
+            {
+                "id": pa.array(list(errors), pa.string()),
+                "render_error": pa.array(list(errors.values()), pa.string()),
+            }
+        ),
+    )
     swap_into_place(tmp, ws.site_dir)
     return StageOutcome(
-        counts={"images": len(items), "rows": grid.rows, "cols": grid.cols, "zoom_levels": levels},
+        counts={
+            "images": len(items),
+            "rows": grid.rows,
+            "cols": grid.cols,
+            "zoom_levels": levels,
+            "render_errors": len(errors),
+            "originals_missing": len(missing),
+        },
         items=len(items),
     )
 
@@ -77,6 +105,6 @@ STAGE = Stage(
     name="tiles",
     depends=("grid", "cluster", "neighbours"),
     run=run,
-    version=5,  # detail fields now come from ingest's shown columns
+    version=5,  # detail fields from ingest's shown columns; cells that fail are listed
     doc="Render the tile pyramid and write the viewer site.",
 )
