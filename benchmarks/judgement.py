@@ -1,29 +1,34 @@
 """Clean and cluster judgement on the tuning sets and on held-out sets, side by side.
 
     python benchmarks/judgement.py [--sets NAME ...] [--seed 0] [--rebuild]
-                                   [--postermap CMD] [--reuse-workspaces]
+                                   [--commit REV] [--postermap CMD] [--reuse-workspaces]
 
 Thresholds tuned on one set flatter that set. tests/heldout/ builds labelled sets from
 other sources with other recipes (see its docstring); this script builds each set once
 (cached in benchmarks/.cache/heldout/<name>-<seed>), runs the whole pipeline on it as a
 user would (``postermap run SET -o WS --cell-size 32``, a subprocess, a fresh workspace
 unless --reuse-workspaces), scores the catalog with tests/heldout/evaluate.py, and prints
-one table: tuning sets first, then the held-out ones. Writes
-benchmarks/results/judgement.json (every metric, with breakdowns by kind).
+one table: tuning sets first, then the held-out ones, and where the errors are. Writes
+benchmarks/results/judgement.json (judgement-seedN.json for another seed): every metric,
+with breakdowns by kind.
 
-``--postermap`` runs another build of postermap (e.g. a checkout of an older commit with
-``PYTHONPATH=that/src``): the sets and the scoring stay the same.
+``--commit REV`` runs postermap from that commit's ``src/`` (exported with git archive into
+benchmarks/.cache/heldout-src/) instead of the work tree, so a baseline can be measured
+while the tree is being changed, and an old commit can be compared with a new one on the
+very same sets. ``--postermap`` names another command to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -143,17 +148,54 @@ def breakdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def export_commit(rev: str) -> tuple[str, Path]:
+    """(short hash, folder holding that commit's src/), exported once."""
+    short = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    root = CACHE / "heldout-src" / short
+    if not (root / "src" / "postermap").exists():
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", short, "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        tmp = root.with_name(f".tmp-{short}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    return short, root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="*", default=list(SETS), help=", ".join(SETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rebuild", action="store_true", help="ignore cached sets")
+    parser.add_argument("--commit", help="run postermap from this commit, not the work tree")
     parser.add_argument("--postermap", default=DEFAULT_POSTERMAP, help="command to run")
     parser.add_argument("--reuse-workspaces", action="store_true")
     args = parser.parse_args()
     names = sorted(args.sets, key=lambda n: (n not in TUNING, list(SETS).index(n)))
     fetch_sources(names)
     command = shlex.split(args.postermap)
+    if args.commit:
+        code, root = export_commit(args.commit)
+        os.environ["PYTHONPATH"] = str(root / "src")  # ahead of the editable install
+    else:
+        code = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        code = f"work tree at {code}"
     results: dict[str, dict] = {}
     for name in names:
         folder, build_s = build(name, args.seed, args.rebuild)
@@ -178,20 +220,15 @@ def main() -> None:
     print(table(results))
     print()
     print(breakdown(results))
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "judgement.json").write_text(
+    out = "judgement.json" if args.seed == 0 else f"judgement-seed{args.seed}.json"
+    (RESULTS / out).write_text(
         json.dumps(
             {
                 "seed": args.seed,
-                "postermap": args.postermap,
-                "pythonpath": os.environ.get("PYTHONPATH", ""),
-                "repo": commit,
+                "code": code,
+                "postermap": "default" if args.postermap == DEFAULT_POSTERMAP else args.postermap,
+                "command": "postermap run SET -o WORKSPACE --cell-size 32",
                 "sets": results,
             },
             indent=2,
