@@ -200,12 +200,17 @@ def end_to_end(root: Path, records: list[dict], workspace: Path) -> dict:
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
+    log_lines = log_path.read_text(errors="replace").splitlines()
     result = {
-        "command": " ".join(["postermap", *command[1:]]),
+        "command": "postermap run CORPUS -o WS --cell-size 32",
         "exit_code": code,
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "log_tail": log_path.read_text(errors="replace").splitlines()[-15:],
+        # the last lines of its output, without this machine's folders
+        "log_tail": [
+            line.replace(str(workspace), "WS").replace(str(root), "CORPUS")
+            for line in log_lines[-3:]
+        ],
     }
     result["peak_rss_within_budget"] = result["peak_rss_mb"] < END_TO_END_BUDGET_MB
     catalog = workspace / "catalog.parquet"
@@ -235,7 +240,8 @@ def main() -> None:
     records, write_seconds = corpus(root, args.n, args.seed)
     writer_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     files = [r for r in records if (root / r["name"]).exists()]
-    print(f"corpus: {len(files):,} files in {root} ({write_seconds:.1f} s)")
+    shown = root.relative_to(REPO) if root.is_relative_to(REPO) else root
+    print(f"corpus: {len(files):,} files in {shown} ({write_seconds:.1f} s)")
     with tempfile.TemporaryDirectory(prefix="postermap-fuzz-") as tmp:
         results, seconds = inspect_all(root, files, Path(tmp) / "thumbs")
         peak = peak_rss_mb()
