@@ -35,7 +35,8 @@ ROUND_MOTIFS = {
     "eight-ball": "recreation/games/8_ball_jarno_vasamaa.png",
 }
 LARGE_TROPES = 6
-POOL_SIZE = 220
+KEEPERS = 60
+POOL_SIZE = 400
 
 
 @lru_cache(maxsize=4)
@@ -67,6 +68,8 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
     """Write the labelled set into ``out``; returns ``out``."""
     sources.require(SOURCES)
     large, pool, round_motifs = _library(seed, max(40, round(POOL_SIZE * min(1.0, scale))))
+    keepers = min(len(pool) // 4, KEEPERS)  # motifs of their own: see Recipe
+    keeper_pool, pool = pool[:keepers], pool[keepers:]
     photos = _photos()
     tropes = [Trope(f"clipart-{i}", m, "large") for i, m in enumerate(large)]
     tropes += [Trope(name, m, "small") for name, m in zip(ROUND_MOTIFS, round_motifs, strict=True)]
@@ -95,7 +98,7 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
         if trope is None or trope.style == "small":
             compose.paste(
                 image,
-                rng.choice(pool),
+                pool[seed_ % len(pool)],
                 round(w * rng.uniform(0.35, 0.65)),
                 (w * rng.uniform(0.25, 0.75), h * rng.uniform(0.3, 0.65)),
                 flip=rng.random() < 0.5,
@@ -158,7 +161,7 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
         poster=poster,
         encode=encode,
         tropes=tropes,
-        keeper_motifs=pool,
+        keeper_motifs=keeper_pool,
         title_font=compose.DEJAVU / "DejaVuSans-Bold.ttf",
         mark_font=compose.DEJAVU / "DejaVuSans-Bold.ttf",
         card_styles=card_styles,

@@ -113,7 +113,7 @@ def load_motif(path: Path, max_side: int = 640, max_pixels: int = 16_000_000) ->
     if min(im.size) < 40 or max(im.size) / min(im.size) > 3.0:
         return None
     coverage = float(np.asarray(im.getchannel("A"), dtype=np.float32).mean() / 255)
-    if not 0.15 <= coverage <= 0.9:
+    if not 0.15 <= coverage <= 0.97:
         return None
     if max(im.size) > max_side:
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
@@ -134,9 +134,9 @@ def look(motif: Image.Image) -> np.ndarray:
 def split_tropes(
     motifs: Iterable[Image.Image], n: int, fixed: Sequence[Image.Image], pool_size: int
 ) -> tuple[list[Image.Image], list[Image.Image]]:
-    """(n trope motifs, pool): trope motifs unlike each other and the ``fixed`` ones; the
-    pool (up to ``pool_size``) holds only motifs unlike every trope motif, so no two tropes
-    and no ordinary poster share a look-alike drawing."""
+    """(n trope motifs, pool): trope motifs unlike each other and the ``fixed`` ones (look
+    below 0.5); the pool (up to ``pool_size``) holds only motifs clearly unlike every trope
+    motif (below 0.6), so no two tropes and no ordinary poster share a look-alike drawing."""
     chosen: list[Image.Image] = []
     looks = [look(m) for m in fixed]
     pool: list[tuple[Image.Image, np.ndarray]] = []
@@ -149,7 +149,7 @@ def split_tropes(
             pool.append((motif, v))
         if len(chosen) == n and len(pool) >= pool_size + pool_size // 4:
             break
-    kept = [m for m, v in pool if all(float(v @ u) < 0.5 for u in looks)]
+    kept = [m for m, v in pool if all(float(v @ u) < 0.6 for u in looks)]
     return chosen, kept[:pool_size]
 
 
@@ -627,48 +627,55 @@ def placeholder(design: int, size: Size, font_path: Path) -> Image.Image:
 
 
 def minimalist(
-    rng: random.Random, size: Size, motifs: Sequence[Image.Image], font_path: Path, text: str
+    rng: random.Random, size: Size, motif: Image.Image, font_path: Path, text: str
 ) -> Image.Image:
     """A flat design in the Saul Bass manner: two or three flat colours, one bold shape
-    (a motif's silhouette or a geometric form), a short title. No texture at all."""
+    (the motif's silhouette or a geometric form drawn with random proportions, so no two
+    are the same design recoloured), a short title. No texture at all."""
     w, h = size
-    bg, ink = colour(rng), None
+    bg = colour(rng)
     ink = contrasting(bg, rng) if rng.random() < 0.5 else colour(rng)
     image = Image.new("RGB", size, bg)
     draw = ImageDraw.Draw(image)
-    form = rng.choice(("silhouette", "silhouette", "circle", "triangle", "bars", "rings"))
+
+    def point(x0: float, x1: float, y0: float, y1: float) -> tuple[float, float]:
+        return (w * rng.uniform(x0, x1), h * rng.uniform(y0, y1))
+
+    form = rng.choice(("silhouette", "silhouette", "circle", "polygon", "bars", "rings", "horizon"))
     if form == "silhouette":
-        shape = silhouette(rng.choice(motifs), ink)
-        paste(
-            image, shape, round(w * rng.uniform(0.5, 0.85)), (w * rng.uniform(0.4, 0.6), h * 0.42)
-        )
+        width = round(w * rng.uniform(0.45, 0.9))
+        paste(image, silhouette(motif, ink), width, point(0.35, 0.65, 0.3, 0.55))
     elif form == "circle":
-        r = w * rng.uniform(0.2, 0.38)
-        cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.3, 0.5)
+        r = w * rng.uniform(0.12, 0.42)
+        cx, cy = point(0.25, 0.75, 0.2, 0.6)
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
-    elif form == "triangle":
-        draw.polygon(
-            [(w * rng.uniform(0.3, 0.7), h * 0.12), (w * 0.1, h * 0.7), (w * 0.9, h * 0.66)],
-            fill=ink,
-        )
+    elif form == "polygon":
+        corners = rng.randint(3, 5)
+        draw.polygon([point(0.0, 1.0, 0.05, 0.8) for _ in range(corners)], fill=ink)
     elif form == "bars":
-        for i in range(rng.randint(2, 4)):
-            y = h * (0.15 + 0.13 * i)
-            draw.polygon(
-                [(0, y), (w, y - 0.15 * h), (w, y - 0.09 * h), (0, y + 0.06 * h)], fill=ink
-            )
-    else:
-        cx, cy = w / 2, h * 0.4
-        for i, r in enumerate(np.linspace(w * 0.42, w * 0.08, rng.randint(3, 5))):
+        slope = rng.uniform(-0.25, 0.25) * h
+        thick = rng.uniform(0.03, 0.09) * h
+        for _ in range(rng.randint(1, 4)):
+            y = h * rng.uniform(0.1, 0.75)
+            draw.polygon([(0, y), (w, y + slope), (w, y + slope + thick), (0, y + thick)], fill=ink)
+    elif form == "rings":
+        cx, cy = point(0.2, 0.8, 0.2, 0.6)
+        radii = sorted((w * rng.uniform(0.05, 0.5) for _ in range(rng.randint(2, 5))), reverse=True)
+        for i, r in enumerate(radii):
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink if i % 2 == 0 else bg)
+    else:  # a half disc on a horizon line, the line at a random height
+        horizon = h * rng.uniform(0.35, 0.7)
+        r = w * rng.uniform(0.15, 0.4)
+        cx = w * rng.uniform(0.25, 0.75)
+        draw.pieslice((cx - r, horizon - r, cx + r, horizon + r), 180, 360, fill=ink)
+        draw.rectangle((0, horizon, w, h), fill=colour(rng))
     draw_title(
         image,
         text.upper(),
         font_path,
         rng,
-        place="bottom",
-        size=w // 11,
-        fill=ink if form != "silhouette" else None,
+        place=rng.choice(("top", "bottom", "bottom")),
+        size=round(w / rng.uniform(8, 13)),
     )
     return image
 

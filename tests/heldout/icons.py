@@ -42,6 +42,7 @@ ROUND_MOTIFS = {
 }
 TEXTURES = ("adwaita", "grid", "licorice", "pixels", "truchet", "wood")
 LARGE_TROPES = 6
+KEEPERS = 60
 POOL_SIZE = 400
 
 
@@ -102,6 +103,8 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
     """Write the labelled set into ``out``; returns ``out``."""
     sources.require(SOURCES)
     large, pool, round_motifs = _library(seed, max(40, round(POOL_SIZE * min(1.0, scale))))
+    keepers = min(len(pool) // 4, KEEPERS)  # motifs of their own: see Recipe
+    keeper_pool, pool = pool[:keepers], pool[keepers:]
     textures = _textures()
     tropes = [Trope(f"icon-{i}", m, "large") for i, m in enumerate(large)]
     tropes += [Trope(name, m, "small") for name, m in zip(ROUND_MOTIFS, round_motifs, strict=True)]
@@ -144,7 +147,7 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
             layout = "hero"
         if layout == "hero":
             motif = trope.motif if trope is not None and trope.style == "large" else None
-            hero(image, motif or rng.choice(pool), rng, 0.45, 0.8 if motif else 0.7)
+            hero(image, motif or pool[seed_ % len(pool)], rng, 0.45, 0.8 if motif else 0.7)
         elif layout == "row":
             n = rng.randint(2, 3)
             width = round(w * rng.uniform(0.24, 0.32))
@@ -203,7 +206,7 @@ def build(out: Path, seed: int, scale: float = 1.0) -> Path:
         poster=poster,
         encode=encode,
         tropes=tropes,
-        keeper_motifs=pool,
+        keeper_motifs=keeper_pool,
         title_font=compose.LIBERATION / "LiberationSans-Bold.ttf",
         mark_font=compose.LIBERATION / "LiberationSans-Regular.ttf",
         card_styles=card_styles,

@@ -25,9 +25,10 @@ styles the boring and keeper images use. :func:`assemble` plants, in fixed propo
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class Recipe:
     #: file extension and save options of an original: (image, rng) -> (ext, options)
     encode: Callable[[Image.Image, random.Random], tuple[str, dict]]
     tropes: list[Trope]
-    #: motifs the keepers (minimalist, small graphics, transparent shapes) use
+    #: motifs of the keepers (minimalist, small graphics, transparent shapes), each used
+    #: once while they last (two keepers with one motif would be the same picture), and
+    #: best not used by the posters
     keeper_motifs: Sequence[Image.Image]
     title_font: Path
     mark_font: Path
@@ -96,6 +99,9 @@ def assemble(recipe: Recipe, out: Path, seed: int, scale: float = 1.0) -> Path:
 
     rng = random.Random(f"{recipe.name}/{seed}")
     writer = SetWriter(out, recipe.name, seed)
+    # consecutive poster seeds: a recipe can pick its main motif as pool[seed % len(pool)],
+    # so posters share a motif only once the pool is used up
+    seeds = itertools.count(rng.randrange(2**30))
     used_titles: set[str] = set()
 
     def fresh_title(words: int | None = None) -> str:
@@ -107,7 +113,7 @@ def assemble(recipe: Recipe, out: Path, seed: int, scale: float = 1.0) -> Path:
 
     n_orig, n_near = count("originals", 4), min(count("near", 2), count("originals", 4))
     for i in range(n_orig):
-        poster_seed = rng.randrange(2**31)
+        poster_seed = next(seeds)
         text = fresh_title()
         image = recipe.poster(poster_seed, text, None)
         ext, options = recipe.encode(image, rng)
@@ -149,7 +155,7 @@ def assemble(recipe: Recipe, out: Path, seed: int, scale: float = 1.0) -> Path:
     for trope in recipe.tropes:
         for j in range(count("trope_siblings", 3)):
             text = fresh_title()
-            image = recipe.poster(rng.randrange(2**31), text, trope)
+            image = recipe.poster(next(seeds), text, trope)
             ext, options = recipe.encode(image, rng)
             writer.save(
                 image,
@@ -162,7 +168,7 @@ def assemble(recipe: Recipe, out: Path, seed: int, scale: float = 1.0) -> Path:
                 **options,
             )
 
-    _boring(recipe, writer, rng, count, fresh_title, scale)
+    _boring(recipe, writer, rng, count, fresh_title, scale, seeds)
     _keepers(recipe, writer, rng, count, fresh_title)
     log.info("%s seed %d: %d images in %s", recipe.name, seed, len(writer.labels), out)
     return writer.finish()
@@ -192,6 +198,7 @@ def _boring(
     count: Callable[..., int],
     fresh_title: Callable[..., str],
     scale: float,
+    seeds: Iterator[int],
 ) -> None:
     for i in range(count("solid")):
         image = compose.solid_card(rng, _size(recipe, rng))
@@ -201,7 +208,7 @@ def _boring(
         image = compose.smooth_gradient(rng, _size(recipe, rng))
         writer.save(image, f"gradient-{i}", "png", "boring", kind="boring:gradient")
     for i in range(count("blocky")):
-        poster = recipe.poster(rng.randrange(2**31), fresh_title(), None)
+        poster = recipe.poster(next(seeds), fresh_title(), None)
         image = compose.blocky(poster, rng)
         writer.save(image, f"blocky-{i}", "png", "boring", kind="boring:upscale")
     for t, style in enumerate(recipe.card_styles):
@@ -245,10 +252,10 @@ def _keepers(
     count: Callable[..., int],
     fresh_title: Callable[..., str],
 ) -> None:
-    motifs = recipe.keeper_motifs
+    motifs = itertools.cycle(recipe.keeper_motifs)
     for i in range(count("minimal")):
         text = fresh_title(rng.choice((1, 1, 2)))
-        image = compose.minimalist(rng, _size(recipe, rng), motifs, recipe.title_font, text)
+        image = compose.minimalist(rng, _size(recipe, rng), next(motifs), recipe.title_font, text)
         ext = rng.choice(("png", "png", "jpg"))
         writer.save(
             image, f"minimal-{i}", ext, "keep", kind="keeper:minimalist", title=text, quality=93
@@ -259,10 +266,10 @@ def _keepers(
             field = (side, rng.choice((side, round(side * 1.5))))
         else:
             field = _size(recipe, rng)
-        image = compose.small_graphic(rng, rng.choice(motifs), field)
+        image = compose.small_graphic(rng, next(motifs), field)
         kind = "keeper:small-file" if i % 2 else "keeper:small-object"
         writer.save(image, f"small-{i}", "png", "keep", kind=kind)
     for i in range(count("transparent")):
         size = _size(recipe, rng) if i % 3 else (rng.randint(100, 260),) * 2
-        image = compose.transparent_shape(rng, rng.choice(motifs), size)
+        image = compose.transparent_shape(rng, next(motifs), size)
         writer.save(image, f"transparent-{i}", "png", "keep", kind="keeper:transparent")
