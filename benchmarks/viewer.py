@@ -62,7 +62,7 @@ ALL_TILES_LOADED = """() => new Promise((resolve) => {
 # resolution.
 CENTRE_AT = """(levelsUp) => {
   const m = postermap.state.manifest, map = postermap.map;
-  const centre = map.unproject([m.cols * m.cell / 2, m.rows * m.cell / 2], m.maxZoom);
+  const centre = map.unproject([m.width / 2, m.height / 2], m.maxZoom);
   map.setView(centre, Math.max(0, m.maxZoom - levelsUp), {animate: false});
 }"""
 

@@ -274,6 +274,20 @@ class Settings:
         stages=("reduce", "grid", "cluster", "neighbours"),
     )
     # -- grid --------------------------------------------------------------------------------
+    cell_aspect: str = setting(
+        "auto",
+        "cell width:height, e.g. `2:3`; `auto`: the median aspect of the images on the map "
+        "rounded to a simple ratio (posters get 2:3 cells, emoji square ones)",
+        stages=("grid",),
+        check=lambda v: None if v == "auto" or _is_ratio(v) else "must be auto or W:H",
+        metavar="W:H",
+    )
+    map_aspect: float = setting(
+        1.6,
+        "width/height of the whole mosaic in pixels (1.6 = a 16:10 screen)",
+        stages=("grid",),
+        check=within(0.2, 5.0),
+    )
     grid_exact_max: int = setting(
         2000,
         "up to this many images the grid is solved exactly; above, the scalable solver",
@@ -318,7 +332,7 @@ class Settings:
     # -- tiles -------------------------------------------------------------------------------
     cell_size: int = setting(
         128,
-        "pixels per grid cell at full zoom",
+        "pixels of a cell's shorter side at full zoom (its shape: see cell_aspect)",
         stages=("tiles",),
         check=within(16, 1024),
         metavar="PX",
@@ -474,6 +488,11 @@ def read_toml(path: Path, allowed: set[str] | None = None) -> dict[str, Any]:
             f"expected: {', '.join(sorted(allowed or ()))}"
         )
     return data
+
+
+def _is_ratio(value: str) -> bool:
+    parts = value.split(":")
+    return len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts)
 
 
 def _shown_default(value: Any) -> str:

@@ -29,14 +29,14 @@ TILE_SIZE = 256
 
 def render_pyramid(
     cells: list[list[str | None]],
-    cell: int,
+    cell: tuple[int, int],
     background: str,
     quality: int,
     out_dir: Path,
     runner: Runner,
 ) -> tuple[int, dict[tuple[int, int], str]]:
     """Write the tile pyramid of a grid whose row ``r``, column ``c`` shows the thumbnail
-    file ``cells[r][c]`` (None = empty) in a ``cell``-pixel square.
+    file ``cells[r][c]`` (None = empty) in a cell of ``cell`` = (width, height) pixels.
 
     Returns the number of zoom levels (0 .. levels-1, the last at full resolution) and the
     cells that could not be drawn, ``(row, col) -> reason`` (they show the background).
@@ -82,24 +82,28 @@ def render_pyramid(
     return levels, failed
 
 
-def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) -> dict[int, str]:
-    """Join one grid row's thumbnails, each fitted into a ``cell`` square on ``bg``, into
-    an uncompressed vips strip at ``out`` (``None`` = empty cell). A unit of parallel work:
-    it touches nothing but its own files.
+def render_row(
+    thumbs: list[str | None], cell: tuple[int, int], bg: list[int], out: Path
+) -> dict[int, str]:
+    """Join one grid row's thumbnails, each in a ``cell`` = (width, height) box on ``bg``
+    (filling it when its shape is close, see :func:`fills_cell`), into an uncompressed
+    vips strip at ``out`` (``None`` = empty cell). A unit of parallel work: it touches
+    nothing but its own files.
 
     Total: a thumbnail that cannot be drawn leaves its cell blank; returns
     ``column -> reason`` for those.
     """
     import pyvips
 
-    blank = (pyvips.Image.black(cell, cell, bands=3) + bg).cast("uchar")
+    width, height = cell
+    blank = (pyvips.Image.black(width, height, bands=3) + bg).cast("uchar")
     tiles, failed = [], {}
     for col, path in enumerate(thumbs):
         if path is None:
             tiles.append(blank)
             continue
         try:
-            tiles.append(_cell_image(pyvips, path, cell, bg))
+            tiles.append(_cell_image(pyvips, path, width, height, bg))
         except pyvips.Error as err:
             failed[col] = f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
             tiles.append(blank)
@@ -111,13 +115,39 @@ def render_row(thumbs: list[str | None], cell: int, bg: list[int], out: Path) ->
     return failed
 
 
-def _cell_image(pyvips: Any, path: str, cell: int, bg: list[int]) -> Any:
+#: the most of its width or height an image may lose to fill its cell; an image whose
+#: shape is further from the cell's is fitted inside it, with the background around it
+MAX_CROP = 0.08
+
+
+def fills_cell(width: int, height: int, cell_width: int, cell_height: int) -> bool:
+    """Whether an image of ``width`` x ``height`` is cropped to fill the cell (its shape is
+    within :data:`MAX_CROP` of the cell's) rather than fitted inside it."""
+    if width <= 0 or height <= 0:
+        return False
+    ratio = (width / height) / (cell_width / cell_height)
+    return min(ratio, 1 / ratio) >= 1 - MAX_CROP
+
+
+def content_share(width: int, height: int, cell_width: int, cell_height: int) -> float:
+    """The share of its cell an image covers (1 when it fills it; the rest is background)."""
+    if fills_cell(width, height, cell_width, cell_height):
+        return 1.0
+    ratio = (width / height) / (cell_width / cell_height)
+    return min(ratio, 1 / ratio)
+
+
+def _cell_image(pyvips: Any, path: str, width: int, height: int, bg: list[int]) -> Any:
     # decode now (copy_memory), so a broken file fails here, inside its own cell's
     # guard, rather than later when the whole row is written
-    thumb = pyvips.Image.thumbnail(path, cell, height=cell)
+    header = pyvips.Image.new_from_file(path)
+    if fills_cell(header.width, header.height, width, height):
+        thumb = pyvips.Image.thumbnail(path, width, height=height, crop="centre")
+    else:
+        thumb = pyvips.Image.thumbnail(path, width, height=height)
     if thumb.bands != 3:
         thumb = thumb.colourspace("srgb")[:3]
-    fitted = thumb.gravity("centre", cell, cell, extend="background", background=bg)
+    fitted = thumb.gravity("centre", width, height, extend="background", background=bg)
     return fitted.copy_memory()
 
 
@@ -133,6 +163,14 @@ def raise_if_full(path: Path, err: Exception) -> None:
     ):
         if text in message:
             raise WorkspaceWriteError(describe_write_error(path, OSError(code, text))) from err
+
+
+def cell_pixels(ratio: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(width, height) in pixels of a ``ratio``-shaped cell whose shorter side is
+    ``shorter`` (2:3 at 128 -> 128 x 192)."""
+    width, height = ratio
+    scale = shorter / min(width, height)
+    return round(width * scale), round(height * scale)
 
 
 def hex_to_rgb(colour: str) -> list[int]:

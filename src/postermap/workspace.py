@@ -85,12 +85,16 @@ class Layout:
 @dataclass(frozen=True)
 class Grid:
     """The grid stage's output: image ``ids[i]`` sits in flat cell ``cells[i]`` =
-    ``row * cols + col`` of a ``rows`` x ``cols`` grid."""
+    ``row * cols + col`` of a ``rows`` x ``cols`` grid (empty cells anywhere), whose cells
+    are ``cell`` = (width, height)-shaped, and whose layout was turned by ``angle``
+    radians (y pointing down) before the assignment."""
 
     ids: np.ndarray
     cells: np.ndarray
     rows: int
     cols: int
+    cell: tuple[int, int] = (1, 1)
+    angle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -336,7 +340,15 @@ class Workspace:
         table = self.read_table("grid").to_pydict()
         rows, cols = int(shape["rows"]), int(shape["cols"])
         cells = np.asarray(table["row"], np.int64) * cols + np.asarray(table["col"], np.int64)
-        return Grid(np.array(table["id"]), cells, rows, cols)
+        cell = tuple(shape.get("cell", (1, 1)))
+        return Grid(
+            np.array(table["id"]),
+            cells,
+            rows,
+            cols,
+            (cell[0], cell[1]),
+            float(shape.get("angle", 0.0)),
+        )
 
     def write_grid(self, grid: Grid) -> None:
         self.write_table(
@@ -349,7 +361,10 @@ class Workspace:
                 }
             ),
         )
-        atomic_write_json(self.root / "grid.json", {"rows": grid.rows, "cols": grid.cols})
+        atomic_write_json(
+            self.root / "grid.json",
+            {"rows": grid.rows, "cols": grid.cols, "cell": list(grid.cell), "angle": grid.angle},
+        )
 
     # -- clusters ------------------------------------------------------------------------
     def read_clusters(self) -> list[dict[str, Any]]:

@@ -55,13 +55,16 @@ def test_planted_duplicates_are_flagged(emoji_run):
     assert by_path["zz-copy-of-first.png"]["reason"] == "same_bytes"
 
 
-def test_grid_is_a_permutation_of_the_first_cells(emoji_run):
+def test_grid_gives_every_image_its_own_cell_of_a_screen_shaped_map(emoji_run):
     ws = Workspace(emoji_run["workspace"])
     grid = ws.read_grid()
     ok = [r for r in _catalog(emoji_run) if r["status"] == "ok"]
     cells = sorted(r["row"] * grid.cols + r["col"] for r in ok)
-    assert cells == list(range(len(ok)))
+    assert len(set(cells)) == len(ok) and cells[-1] < grid.rows * grid.cols
+    assert grid.rows * grid.cols - len(ok) < grid.cols  # at most a row's worth of holes
     assert sorted(grid.cells.tolist()) == cells and set(grid.ids.tolist()) == {r["id"] for r in ok}
+    assert grid.cell == (1, 1)  # emoji are square
+    assert 1.3 < grid.cols / grid.rows < 2.0  # about 16:10
 
 
 def test_grid_neighbours_share_categories_far_more_than_random(emoji_run):
@@ -87,10 +90,18 @@ def test_tiles_decode_and_cover_the_mosaic(emoji_run):
         with Image.open(tile) as image:
             image.load()
             assert image.size == (256, 256)
-    # item i of the viewer's shards sits in row-major cell i
+    # items are in row-major cell order; the occupancy bits say which cells hold one
     items = json.loads((site / "data" / "items" / "00000.json").read_text())
-    assert [it["row"] * manifest["cols"] + it["col"] for it in items] == list(range(len(items)))
-    assert manifest["count"] <= manifest["rows"] * manifest["cols"]
+    cells = [it["row"] * manifest["cols"] + it["col"] for it in items]
+    assert cells == sorted(set(cells)) and len(items) == manifest["count"]
+    total = manifest["rows"] * manifest["cols"]
+    assert manifest["holes"] == total - manifest["count"]
+    if manifest["holes"]:
+        bits = np.unpackbits(
+            np.frombuffer((site / "data" / "cells.bin").read_bytes(), np.uint8), bitorder="little"
+        )[:total]
+        assert np.nonzero(bits)[0].tolist() == cells
+    assert manifest["width"] == manifest["cols"] * manifest["cellWidth"]
     outlines = json.loads((site / "data" / "outlines.json").read_text())
     for cluster in manifest["clusters"]:
         r0, c0, r1, c1 = cluster["box"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -106,8 +108,8 @@ def test_search_finds_a_title_and_flies_there(page, emoji_run):
     assert after != before
     # the view is now zoomed in on the found image's cell (centred unless near an edge)
     visible = page.evaluate(f"""(() => {{ const m = postermap.state.manifest;
-        const c = postermap.map.unproject([({target["col"]} + 0.5) * m.cell,
-                                           ({target["row"]} + 0.5) * m.cell], m.maxZoom);
+        const c = postermap.map.unproject([({target["col"]} + 0.5) * m.cellWidth,
+                                           ({target["row"]} + 0.5) * m.cellHeight], m.maxZoom);
         return postermap.map.getBounds().contains(c)
                && postermap.map.getZoom() === m.maxZoom; }})()""")
     assert visible
@@ -179,3 +181,45 @@ def test_more_like_this_shows_neighbours_of_a_clicked_image(page):
     page.wait_for_function(
         f"document.getElementById('details').dataset.index == '{index}'", timeout=5_000
     )
+
+
+def test_a_cell_after_a_hole_shows_its_own_image(page, emoji_run):
+    """With empty cells inside the grid, hovering and clicking the cell right after one
+    must show that cell's image (the occupancy bits and the prefix count in the page)."""
+    ws = Workspace(emoji_run["workspace"])
+    manifest = json.loads((ws.site_dir / "data" / "manifest.json").read_text())
+    cols, total = manifest["cols"], manifest["rows"] * manifest["cols"]
+    assert manifest["holes"] > 0, "the test run must have empty cells"
+    bits = np.unpackbits(
+        np.frombuffer((ws.site_dir / "data" / "cells.bin").read_bytes(), np.uint8),
+        bitorder="little",
+    )[:total]
+    hole = next(c for c in range(total - 1) if not bits[c] and bits[c + 1 :].any())
+    after = hole + 1 + int(np.argmax(bits[hole + 1 :]))
+    by_cell = {
+        r["row"] * cols + r["col"]: r
+        for r in pq.read_table(ws.catalog_path).to_pylist()
+        if r["row"] is not None
+    }
+    expected = by_cell[after]["title"]
+
+    def point(cell: int) -> dict:
+        return page.evaluate(f"""(() => {{ const m = postermap.state.manifest, map = postermap.map;
+            const c = map.unproject([({cell % cols} + 0.5) * m.cellWidth,
+                                     ({cell // cols} + 0.5) * m.cellHeight], m.maxZoom);
+            map.setView(c, m.maxZoom, {{ animate: false }});
+            const p = map.latLngToContainerPoint(c);
+            return {{ x: p.x, y: p.y }}; }})()""")
+
+    box = page.locator("#map").bounding_box()
+    p = point(hole)
+    page.mouse.move(box["x"] + p["x"], box["y"] + p["y"])
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.getElementById('hover').hidden")  # nothing in a hole
+    p = point(after)
+    page.mouse.move(box["x"] + p["x"], box["y"] + p["y"])
+    page.wait_for_selector("#hover:not([hidden])", timeout=5_000)
+    assert page.inner_text("#hover") == expected
+    page.mouse.click(box["x"] + p["x"], box["y"] + p["y"])
+    page.wait_for_selector("#details:not([hidden])", timeout=5_000)
+    assert page.inner_text("#detail-title") == expected

@@ -1,9 +1,10 @@
 """Snap a 2-D layout onto a regular, gapless grid so that neighbours stay neighbours.
 
-This is a linear assignment problem: N points to N cells, minimising the sum of squared
-distances between each point (min-max normalised per axis to [0, 1]) and its cell centre.
-Cells are filled in row-major order, so when N < rows * cols the holes sit at the end of the
-last row, at the edge of the map, never inside it.
+This is a linear assignment problem: N points to N of the rows x cols cells, minimising the
+sum of squared distances between each point (min-max normalised per axis to [0, 1]) and its
+cell centre. When N < rows * cols the empty cells go wherever they cost least (the exact
+solver solves the rectangular problem; the bisection gives each block as many points as
+fall on its side; window re-solves and pair-swap moves carry holes to sparse places).
 
 ``method="auto"`` picks by size:
 
@@ -33,6 +34,11 @@ from postermap.grid.swaps import refine_swaps
 
 __all__ = [
     "assign_to_grid",
+    "cell_ratio",
+    "map_shape",
+    "orient",
+    "parse_ratio",
+    "rotate",
     "grid_shape",
     "grid_cost",
     "layout_aspect",
@@ -55,12 +61,88 @@ def grid_shape(n: int, aspect: float = 1.0) -> tuple[int, int]:
 
 
 def layout_aspect(xy: np.ndarray) -> float:
-    """Width / height of the layout's bounding box, clipped to 1:2..2:1, so the grid's
-    shape follows the layout and the assignment distorts it as little as possible."""
+    """Width / height of the layout's bounding box, clipped to 1:2..2:1."""
     span = xy.max(axis=0) - xy.min(axis=0)
     if span[1] <= 0:
         return 2.0
     return float(np.clip(span[0] / span[1], 0.5, 2.0))
+
+
+#: Cell shapes a collection's median aspect is rounded to (width, height)
+SIMPLE_RATIOS = (
+    (1, 1),
+    (5, 4),
+    (4, 3),
+    (3, 2),
+    (16, 9),
+    (2, 1),
+    (4, 5),
+    (3, 4),
+    (2, 3),
+    (9, 16),
+    (1, 2),
+)
+
+
+def cell_ratio(widths: np.ndarray, heights: np.ndarray) -> tuple[int, int]:
+    """The cell shape for a collection: its median width/height rounded (in log space) to
+    the nearest simple ratio, so 2:3 posters get 2:3 cells and square emoji square ones."""
+    widths, heights = np.asarray(widths, float), np.asarray(heights, float)
+    ok = (widths > 0) & (heights > 0)
+    if not ok.any():
+        return (1, 1)
+    median = float(np.median(np.log(widths[ok] / heights[ok])))
+    return min(SIMPLE_RATIOS, key=lambda r: abs(math.log(r[0] / r[1]) - median))
+
+
+def parse_ratio(text: str) -> tuple[int, int]:
+    """``"2:3"`` -> (2, 3); raises ValueError for anything else."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"a ratio looks like W:H with positive whole numbers, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def map_shape(n: int, ratio: tuple[int, int], map_aspect: float) -> tuple[int, int]:
+    """(rows, cols) whose mosaic of ``ratio``-shaped cells has about ``map_aspect``
+    width/height in pixels (a screen: 16:10), with at most one partly filled row."""
+    width, height = ratio
+    return grid_shape(n, map_aspect * height / width)
+
+
+def orient(xy: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, float]:
+    """The layout turned to fit a ``rows`` x ``cols`` grid best, and the angle (radians).
+
+    t-SNE's orientation is arbitrary, and the min-max normalisation stretches the layout
+    onto the grid, so a layout whose long axis is diagonal would leave empty corners.
+    Candidates: as it is, its principal axis along the rows, and along the columns; the
+    one whose strip arrangement (a quick stand-in for the assignment) costs least wins.
+    """
+    from postermap.grid.flas import strip_layout
+
+    xy = np.asarray(xy, dtype=np.float64)
+    centred = xy - xy.mean(axis=0)
+    if len(xy) < 3 or not np.isfinite(centred).all():
+        return xy, 0.0
+    _, vectors = np.linalg.eigh(np.cov(centred.T))
+    major = vectors[:, -1]
+    along = -math.atan2(major[1], major[0])
+    best, best_cost, best_angle = xy, math.inf, 0.0
+    for angle in (0.0, along, along + math.pi / 2):
+        turned = rotate(xy, angle)
+        points = normalise_points(turned)
+        cost = grid_cost(turned, strip_layout(points, rows, cols), rows, cols)
+        if cost < best_cost - 1e-12:
+            best, best_cost, best_angle = turned, cost, angle
+    return best, best_angle
+
+
+def rotate(xy: np.ndarray, angle: float) -> np.ndarray:
+    """``xy`` turned by ``angle`` radians about the origin."""
+    if angle == 0.0:
+        return np.asarray(xy, dtype=np.float64)
+    c, s = math.cos(angle), math.sin(angle)
+    return np.asarray(xy, dtype=np.float64) @ np.array([[c, s], [-s, c]])
 
 
 def rows_down(xy: np.ndarray) -> np.ndarray:
@@ -109,6 +191,7 @@ def assign_to_grid(
     swap_radius: int = 4,
     seed: int = 0,
     workers: int = 1,
+    holes_anywhere: bool = True,
 ) -> np.ndarray:
     """Assign every point to a distinct cell of a ``rows`` x ``cols`` grid.
 
@@ -128,10 +211,12 @@ def assign_to_grid(
             (0 turns the swap refinement off).
         seed: breaks ties deterministically (results are identical for the same seed).
         workers: processes solving independent blocks/windows (results do not depend on it).
+        holes_anywhere: when there are more cells than points, the empty cells go where
+            they cost least (anywhere in the grid); False keeps them at the end of the
+            last row (the cells are then exactly the first N in row-major order).
 
     Returns:
-        int64 array of N distinct flat cell indices ``r * cols + c``, all < N's row-major
-        prefix (holes only at the end of the last row).
+        int64 array of N distinct flat cell indices ``r * cols + c``.
     """
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -146,8 +231,9 @@ def assign_to_grid(
     if method == "auto":
         method = "exact" if n <= exact_max else "blocks" if n <= blocks_max else "flas"
     points = normalise_points(xy)
+    cells_for_exact = np.arange(rows * cols if holes_anywhere else n)
     if method == "exact" or n < 4:
-        return assign_exact(points, np.arange(n), rows, cols)
+        return assign_exact(points, cells_for_exact, rows, cols)
     if method == "blocks":
         return assign_blocks(
             points,
@@ -159,10 +245,11 @@ def assign_to_grid(
             tol=tol,
             seed=seed,
             workers=workers,
+            holes_anywhere=holes_anywhere,
         )
     cells = flas_arrangement(points, rows, cols, seed=seed)
     if swap_radius > 0:
-        cells = refine_swaps(points, cells, rows, cols, radius=swap_radius)
+        cells = refine_swaps(points, cells, rows, cols, radius=swap_radius, moves=holes_anywhere)
     if max_passes:
         cells = assign_blocks(
             points,
@@ -174,5 +261,6 @@ def assign_to_grid(
             seed=seed,
             workers=workers,
             start=cells,
+            holes_anywhere=holes_anywhere,
         )
     return cells

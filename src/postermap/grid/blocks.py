@@ -43,10 +43,15 @@ def assign_blocks(
     seed: int = 0,
     workers: int = 1,
     start: np.ndarray | None = None,
+    holes_anywhere: bool = True,
 ) -> np.ndarray:
-    """Near-optimal assignment of normalised ``points`` to the first N row-major cells.
+    """Near-optimal assignment of normalised ``points`` to distinct cells.
 
-    ``start``, if given, replaces the bisection as the arrangement to refine.
+    With ``holes_anywhere`` every cell of the grid may stay empty (the bisection hands each
+    half as many points as fall on its side of the cut, so holes land where the layout
+    is sparse, and windows re-solve their empty cells too); otherwise the points fill
+    the first N row-major cells. ``start``, if given, replaces the bisection as the
+    arrangement to refine.
     """
     n = len(points)
     rng = np.random.default_rng(seed)
@@ -59,9 +64,8 @@ def assign_blocks(
             assignment = np.array(start, dtype=np.int64)
         else:
             assignment = np.empty(n, dtype=np.int64)
-            leaves = _bisect(
-                keyed, np.arange(n), np.arange(n, dtype=np.int64), rows, cols, block_size
-            )
+            cells = np.arange(rows * cols if holes_anywhere else n, dtype=np.int64)
+            leaves = _bisect(keyed, np.arange(n), cells, rows, cols, block_size)
             solved = _solve_all(points, leaves, rows, cols, pool)
             for (p_idx, _), cells in zip(leaves, solved, strict=True):
                 assignment[p_idx] = cells
@@ -84,6 +88,7 @@ def assign_blocks(
                 changed_at,
                 solved_at,
                 pool,
+                holes_anywhere,
             )
             new_cost = _cost(points, assignment, rows, cols)
             gain = (cost - new_cost) / cost if cost > 0 else 0.0
@@ -107,7 +112,12 @@ def _bisect(
     cols: int,
     block_size: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Leaves (point indices, cells) of the balanced bisection, each at most block_size."""
+    """Leaves (point indices, cells) of the bisection, each at most ``block_size`` cells.
+
+    Cells are cut in half along the longer side; the points go to the side of the cut
+    they lie on (in normalised coordinates), as far as each side has room. With as many
+    points as cells that is the same rank on both, so every leaf is full.
+    """
     leaves = []
     stack = [(point_idx, cells)]
     while stack:
@@ -122,8 +132,15 @@ def _bisect(
         axis = 0 if wide else 1
         point_order = np.argsort(keyed[p_idx, axis], kind="stable")
         half = len(c_idx) // 2
-        stack.append((p_idx[point_order[:half]], c_idx[cell_order[:half]]))
-        stack.append((p_idx[point_order[half:]], c_idx[cell_order[half:]]))
+        first, second = c_idx[cell_order[:half]], c_idx[cell_order[half:]]
+        lines = (first % cols, second % cols) if wide else (first // cols, second // cols)
+        extent = cols if wide else rows
+        cut = (lines[0].max() + 1 + lines[1].min()) / 2 / extent  # between the halves
+        coords = keyed[p_idx[point_order], axis]
+        take = int(np.searchsorted(coords, cut))
+        take = min(max(take, len(p_idx) - len(second)), len(first))
+        stack.append((p_idx[point_order[:take]], first))
+        stack.append((p_idx[point_order[take:]], second))
     return leaves
 
 
@@ -158,6 +175,7 @@ def _refine_pass(
     changed_at: np.ndarray,
     solved_at: dict[tuple[int, int], int],
     pool: ProcessPoolExecutor | None,
+    holes_anywhere: bool = True,
 ) -> None:
     n = len(points)
     owner = np.full(rows * cols, -1, dtype=np.int64)
@@ -170,19 +188,23 @@ def _refine_pass(
             if len(rr) == 0 or len(cc) == 0:
                 continue
             win_cells = (rr[:, None] * cols + cc[None, :]).ravel()
-            win_cells = win_cells[win_cells < n]
-            if len(win_cells) < 2:
+            if not holes_anywhere:
+                win_cells = win_cells[win_cells < n]
+            members = owner[win_cells]
+            members = members[members >= 0]
+            if len(members) < 1 or len(win_cells) < 2:
                 continue
             last = solved_at.get((r0, c0))
             if last is not None and changed_at[win_cells].max() <= last:
                 continue  # nothing in it moved since it was solved: still optimal
-            problems.append((owner[win_cells], win_cells))
+            problems.append((members, win_cells))
             keys.append((r0, c0))
     for (members, _), key, new_cells in zip(
         problems, keys, _solve_all(points, problems, rows, cols, pool), strict=True
     ):
         moved = new_cells != assignment[members]
         changed_at[new_cells[moved]] = step
+        changed_at[assignment[members][moved]] = step  # vacated cells changed too
         assignment[members] = new_cells
         solved_at[key] = step
 

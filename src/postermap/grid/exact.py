@@ -8,16 +8,17 @@ import numpy as np
 def assign_exact(points: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Optimal one-to-one assignment of ``points`` (normalised) to ``cells`` (flat indices).
 
-    ``len(cells)`` must equal ``len(points)``. Memory is O(N^2): callers keep N small.
+    There may be more cells than points: the spare cells stay empty wherever that costs
+    least (a rectangular assignment). Memory is O(N x M): callers keep both small.
     Returns the cell of each point.
     """
     from scipy.optimize import linear_sum_assignment  # 0.2 s to import: only when solving
 
     cells = np.asarray(cells, dtype=np.int64)
-    if len(cells) != len(points):
+    if len(cells) < len(points):
         raise ValueError(f"{len(points)} points for {len(cells)} cells")
-    if len(cells) == 0:
-        return cells
+    if len(points) == 0:
+        return np.empty(0, dtype=np.int64)
     centres = np.stack([(cells % cols + 0.5) / cols, (cells // cols + 0.5) / rows], axis=1)
     cost = _sq_distances(points, centres)
     row_ind, col_ind = linear_sum_assignment(cost)

@@ -25,14 +25,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def swap_offsets(radius: int) -> np.ndarray:
-    """Partner offsets (dr, dc) within ``radius`` cells, one of each +/- pair."""
+def swap_offsets(radius: int, both_signs: bool = False) -> np.ndarray:
+    """Partner offsets (dr, dc) within ``radius`` cells: one of each +/- pair, or both."""
     return np.array(
         [
             (dr, dc)
-            for dr in range(radius + 1)
+            for dr in range(-radius if both_signs else 0, radius + 1)
             for dc in range(-radius, radius + 1)
-            if (dr > 0 or dc > 0) and dr * dr + dc * dc <= radius * radius
+            if (dr, dc) != (0, 0)
+            and (both_signs or dr > 0 or dc > 0)
+            and dr * dr + dc * dc <= radius * radius
         ],
         dtype=np.int64,
     ).reshape(-1, 2)
@@ -40,10 +42,21 @@ def swap_offsets(radius: int) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _sweep(
-    owner: np.ndarray, px: np.ndarray, py: np.ndarray, rows: int, cols: int, offsets: np.ndarray
+    owner: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    rows: int,
+    cols: int,
+    offsets: np.ndarray,
+    moves: bool,
 ) -> tuple[int, float]:  # pragma: no cover - compiled
-    """One Gauss-Seidel sweep over all cells; returns (swaps made, cost removed)."""
-    swaps = 0
+    """One Gauss-Seidel sweep over all cells; returns (changes made, cost removed).
+
+    ``offsets`` holds both signs of every partner offset: a swap with an occupied partner
+    is tested from one side only (the first offset of the pair), a move into an empty
+    partner cell (with ``moves``) from every side.
+    """
+    changes = 0
     gained = 0.0
     for r in range(rows):
         for c in range(cols):
@@ -51,13 +64,31 @@ def _sweep(
             if i < 0:
                 continue
             for k in range(offsets.shape[0]):
-                r2 = r + offsets[k, 0]
-                c2 = c + offsets[k, 1]
+                dr = offsets[k, 0]
+                dc = offsets[k, 1]
+                r2 = r + dr
+                c2 = c + dc
                 if r2 < 0 or r2 >= rows or c2 < 0 or c2 >= cols:
                     continue
                 j = owner[r2 * cols + c2]
                 if j < 0:
+                    if not moves:
+                        continue
+                    # move i from (r, c) to the empty (r2, c2)
+                    ax, ay = (c + 0.5) / cols, (r + 0.5) / rows
+                    bx, by = (c2 + 0.5) / cols, (r2 + 0.5) / rows
+                    delta = (bx * bx + by * by - ax * ax - ay * ay) - 2.0 * (
+                        px[i] * (bx - ax) + py[i] * (by - ay)
+                    )
+                    if delta < 0.0:
+                        owner[r2 * cols + c2] = i
+                        owner[r * cols + c] = -1
+                        changes += 1
+                        gained -= delta
+                        break  # the cell is empty now
                     continue
+                if dr < 0 or (dr == 0 and dc < 0):
+                    continue  # this pair is tested from the other cell
                 delta = 2.0 * (
                     (px[i] - px[j]) * ((c - c2) / cols) + (py[i] - py[j]) * ((r - r2) / rows)
                 )
@@ -65,9 +96,9 @@ def _sweep(
                     owner[r * cols + c] = j
                     owner[r2 * cols + c2] = i
                     i = j
-                    swaps += 1
+                    changes += 1
                     gained -= delta
-    return swaps, gained
+    return changes, gained
 
 
 def refine_swaps(
@@ -79,8 +110,10 @@ def refine_swaps(
     radius: int = 3,
     tol: float = 1e-5,
     max_sweeps: int = 1000,
+    moves: bool = True,
 ) -> np.ndarray:
-    """Improve ``assignment`` (cell per point, holes allowed) by pair swaps; never worse.
+    """Improve ``assignment`` (cell per point, holes allowed) by pair swaps and, with
+    ``moves``, by moving points into nearby empty cells; never worse.
 
     Args:
         points: (N, 2) normalised points.
@@ -97,12 +130,13 @@ def refine_swaps(
     cx = (assignment % cols + 0.5) / cols
     cy = (assignment // cols + 0.5) / rows
     cost = float(((px - cx) ** 2 + (py - cy) ** 2).sum())
-    offsets = swap_offsets(radius)
+    moves = moves and n < rows * cols  # without empty cells there is nothing to move to
+    offsets = swap_offsets(radius, both_signs=moves)
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is logged
-        swaps, gained = _sweep(owner, px, py, rows, cols, offsets)
+        changes, gained = _sweep(owner, px, py, rows, cols, offsets, moves)
         cost -= gained
-        if swaps == 0 or gained < tol * cost:
+        if changes == 0 or gained < tol * cost:
             break
     log.debug("grid: %d swap sweeps, cost %.6f", sweeps, cost)
     out = np.empty(n, dtype=np.int64)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postermap.grid import rows_down
+from postermap.grid import rotate, rows_down
 from postermap.grid.quality import cell_displacement, seam_map
 from postermap.workspace import Workspace, atomic_write_bytes
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def write_seam_report(ws: Workspace, scale: int = 4) -> Path:
     """``report/grid-seams.png``: each cell coloured by how far its image was moved."""
     layout, grid = ws.read_layout(), ws.read_grid()
-    xy = rows_down(layout.xy)
+    xy = rotate(rows_down(layout.xy), grid.angle)  # as the grid stage saw it
     cell_of = dict(zip(grid.ids.tolist(), grid.cells.tolist(), strict=True))
     cells = np.array([cell_of[i] for i in layout.ids.tolist()], dtype=np.int64)
     image = seam_map(xy, cells, grid.rows, grid.cols)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from postermap.catalog import write_catalog
 from postermap.config import StageSettings
-from postermap.mosaic import render_pyramid
+from postermap.mosaic import cell_pixels, render_pyramid
 from postermap.runner import make_runner
 from postermap.site import (
     copy_viewer,
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     catalog = write_catalog(ws)
     grid = ws.read_grid()
+    cell = cell_pixels(grid.cell, settings.cell_size)
     placed = catalog.filter(pc.invert(pc.is_null(catalog["row"])))
     items = sorted(placed.to_pylist(), key=lambda r: (r["row"], r["col"]))
     tmp = ws.site_build_dir
@@ -49,7 +50,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
         levels, not_drawn = render_pyramid(
             cells,
-            settings.cell_size,
+            cell,
             settings.background,
             settings.tile_quality,
             tmp / "tiles",
@@ -68,7 +69,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         levels,
         ws.read_clusters(),
         similar,
-        settings.cell_size,
+        cell,
         settings.background,
     )
     link_thumbs(ws, tmp / "thumbs", items)

@@ -6,7 +6,8 @@
   "use strict";
 
   const state = { manifest: null, shards: new Map(), search: null, outlines: null,
-                  map: null, selection: null, clusterLayer: null, highlighted: null };
+                  map: null, selection: null, clusterLayer: null, highlighted: null,
+                  occupied: null, rankBefore: null };
 
   function fetchJSON(url) {
     return fetch(url).then((r) => {
@@ -29,17 +30,50 @@
   // Grid cell (row, col) <-> map coordinates at full resolution.
   function cellBounds(row, col) {
     const m = state.manifest, z = m.maxZoom, map = state.map;
-    return L.latLngBounds(map.unproject([col * m.cell, (row + 1) * m.cell], z),
-                          map.unproject([(col + 1) * m.cell, row * m.cell], z));
+    const w = m.cellWidth, h = m.cellHeight;
+    return L.latLngBounds(map.unproject([col * w, (row + 1) * h], z),
+                          map.unproject([(col + 1) * w, row * h], z));
+  }
+
+  // Items are numbered in row-major cell order. With empty cells, one bit per cell says
+  // which are occupied, and the item in cell c is the number of occupied cells before it:
+  // a running count per 32-cell word plus the bits before c in its word.
+  function loadOccupancy(m) {
+    if (!m.holes) return Promise.resolve();
+    return fetch("data/cells.bin").then((r) => {
+      if (!r.ok) throw new Error("data/cells.bin: HTTP " + r.status);
+      return r.arrayBuffer();
+    }).then((buffer) => {
+      const bytes = new Uint8Array(buffer);
+      const words = new Uint32Array(Math.ceil(m.rows * m.cols / 32));
+      for (let i = 0; i < bytes.length; i++) words[i >> 2] |= bytes[i] << (8 * (i & 3));
+      const before = new Int32Array(words.length + 1);
+      for (let w = 0; w < words.length; w++) before[w + 1] = before[w] + popcount(words[w]);
+      state.occupied = words;
+      state.rankBefore = before;
+    });
+  }
+
+  function popcount(x) {
+    x -= (x >>> 1) & 0x55555555;
+    x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+    return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+  }
+
+  function itemOfCell(cell) {
+    if (!state.occupied) return cell < state.manifest.count ? cell : -1;
+    const word = state.occupied[cell >>> 5], bit = cell & 31;
+    if (!((word >>> bit) & 1)) return -1;  // an empty cell
+    const below = bit === 0 ? 0 : popcount(word & (0xffffffff >>> (32 - bit)));
+    return state.rankBefore[cell >>> 5] + below;
   }
 
   function cellAt(latlng) {
     const m = state.manifest;
     const p = state.map.project(latlng, m.maxZoom);
-    const col = Math.floor(p.x / m.cell), row = Math.floor(p.y / m.cell);
+    const col = Math.floor(p.x / m.cellWidth), row = Math.floor(p.y / m.cellHeight);
     if (row < 0 || col < 0 || row >= m.rows || col >= m.cols) return -1;
-    const index = row * m.cols + col;  // items are numbered in row-major cell order
-    return index < m.count ? index : -1;
+    return itemOfCell(row * m.cols + col);
   }
 
   function showHover(index, point) {
@@ -116,7 +150,11 @@
     const img = document.createElement("img");
     img.dataset.index = index;
     img.alt = title || "";
-    item(index).then((it) => { img.src = it.thumb; img.title = it.title; });
+    item(index).then((it) => {
+      img.src = it.thumb;
+      img.title = it.title;
+      img.classList.toggle("fill", !!it.fill);  // shaped like the cell: crop to fill it
+    });
     img.addEventListener("click", () => select(index, true));
     return img;
   }
@@ -138,15 +176,16 @@
 
   function toLatLngs(rings) {
     const m = state.manifest, z = m.maxZoom, map = state.map;
-    return rings.map((ring) => ring.map(([r, c]) => map.unproject([c * m.cell, r * m.cell], z)));
+    return rings.map((ring) => ring.map(([r, c]) =>
+      map.unproject([c * m.cellWidth, r * m.cellHeight], z)));
   }
 
   function highlightCluster(cluster) {
     const m = state.manifest, z = m.maxZoom, map = state.map;
     if (cluster.box) {
       const [r0, c0, r1, c1] = cluster.box;
-      map.flyToBounds(L.latLngBounds(map.unproject([c0 * m.cell, r1 * m.cell], z),
-                                     map.unproject([c1 * m.cell, r0 * m.cell], z)),
+      map.flyToBounds(L.latLngBounds(map.unproject([c0 * m.cellWidth, r1 * m.cellHeight], z),
+                                     map.unproject([c1 * m.cellWidth, r0 * m.cellHeight], z)),
                       { duration: 0.6, padding: [20, 20] });
     }
     document.querySelectorAll("#cluster-list li").forEach((li) =>
@@ -209,6 +248,8 @@
 
   function init(manifest) {
     state.manifest = manifest;
+    document.documentElement.style.setProperty("--cell-aspect",
+      manifest.cellWidth + " / " + manifest.cellHeight);
     const z = manifest.maxZoom;
     const map = L.map("map", { crs: L.CRS.Simple, minZoom: 0, maxZoom: z + 2, zoomSnap: 0.25,
       fullscreenControl: true, attributionControl: false });
@@ -217,8 +258,9 @@
                                   map.unproject([manifest.width, 0], z));
     L.tileLayer("tiles/{z}/{y}/{x}.jpg", { tileSize: manifest.tileSize, minZoom: 0,
       maxNativeZoom: z, maxZoom: z + 2, noWrap: true, bounds: bounds }).addTo(map);
-    // leave room for the toolbar on the right so the whole map is visible at first
-    map.fitBounds(bounds, { paddingTopLeft: [20, 20], paddingBottomRight: [330, 20] });
+    // The map is about as wide as a screen, so the first view fits it to the window
+    // (the panels float over its edges) rather than shrinking it beside the toolbar.
+    map.fitBounds(bounds, { padding: [8, 8] });
     map.setMaxBounds(bounds.pad(0.5));
 
     map.on("mousemove", (e) => showHover(cellAt(e.latlng), e.containerPoint));
@@ -256,7 +298,7 @@
   }
 
   fetchJSON("data/manifest.json")
-    .then(init)
+    .then((m) => loadOccupancy(m).then(() => init(m)))
     .catch((err) => {
       document.getElementById("status").textContent = "Could not load the map: " + err.message;
       throw err;
