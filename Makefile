@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEFAULT_SET := data/emoji/images/metadata.csv
 
-.PHONY: demo test run-demo chromium lint clean-demo
+.PHONY: demo test run-demo chromium lint clean-demo fuzz
 
 demo: run-demo
 	$(BIN)/postermap serve work/emoji --port $(PORT)
@@ -33,6 +33,11 @@ $(DEFAULT_SET): | $(INSTALLED)
 chromium:
 	@command -v chromium >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+# 10,000 generated, broken and odd image files through inspection and `postermap run`
+# (minutes; `make test` runs a few hundred of them as property tests)
+fuzz: $(INSTALLED)
+	$(BIN)/python -m benchmarks.fuzz --n 10000 --end-to-end
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -49,13 +49,20 @@ TRANSIENT_ERRORS = frozenset(
         "http_504",
     }
 )
+#: file name suffix of a stored download, by the format :func:`sniff_image` names
 FORMAT_SUFFIX = {
     "jpeg": ".jpg",
+    "mpo": ".jpg",
     "png": ".png",
     "gif": ".gif",
     "webp": ".webp",
     "bmp": ".bmp",
     "tiff": ".tif",
+    "ppm": ".ppm",
+    "ico": ".ico",
+    "avif": ".avif",
+    "heif": ".heic",
+    "svg": ".svg",
 }
 
 

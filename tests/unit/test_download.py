@@ -129,3 +129,24 @@ def test_check_url_and_retry_after_parsing():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None
+
+
+def test_todays_web_formats_are_stored_under_their_own_suffix(tmp_path):
+    from postermap.images import IMAGE_EXTENSIONS
+
+    picture = Image.new("RGB", (40, 60), (200, 40, 90))
+    bodies = {}
+    for fmt, suffix in (("AVIF", ".avif"), ("WEBP", ".webp"), ("ICO", ".ico"), ("PPM", ".ppm")):
+        if suffix not in IMAGE_EXTENSIONS:
+            continue
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt)
+        bodies[f"x{suffix}.bin"] = buffer.getvalue()  # the URL's name says nothing
+    with FaultServer(bodies) as srv:
+        results = Downloader(tmp_path / "store", FAST).run(
+            [f"{srv.url}/img/{name}" for name in bodies]
+        )
+    for url, result in results.items():
+        assert result.status == "ok", (url, result)
+        expected = "." + url.rsplit("/", 1)[1].split(".")[1]
+        assert result.file.endswith(expected), (url, result.file)
