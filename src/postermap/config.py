@@ -296,19 +296,45 @@ class Settings:
     )
     # -- cluster -----------------------------------------------------------------------------
     cluster_method: str = setting(
-        "hdbscan",
-        "`hdbscan` (fast-hdbscan) or `dbscan`",
+        "louvain",
+        "`louvain` (communities of a kNN graph, scikit-network), `hdbscan` (fast-hdbscan) "
+        "or `dbscan`",
         stages=("cluster",),
-        choices=("hdbscan", "dbscan"),
+        choices=("louvain", "hdbscan", "dbscan"),
     )
     cluster_space: str = setting(
-        "layout",
-        "cluster the 2-D `layout`, or the `embedding` space (PCA-30)",
+        "embedding",
+        "cluster the `embedding` space (PCA of `cluster_features`: 32-d whitened for "
+        "louvain, 30-d for hdbscan/dbscan) or the 2-D `layout`",
         stages=("cluster",),
-        choices=("layout", "embedding"),
+        choices=("embedding", "layout"),
+    )
+    cluster_features: str = setting(
+        "rmac",
+        "features of the embedding space: `rmac` (regional max pooling of the model's "
+        "last feature map, from the same pass; the features if the model has none) or "
+        "`avg` (the features every other stage reads)",
+        stages=("cluster",),
+        choices=("rmac", "avg"),
+    )
+    cluster_neighbours: int = setting(
+        20,
+        "louvain: links per image in the kNN graph",
+        stages=("cluster",),
+        check=within(2, 200),
+    )
+    cluster_density: float = setting(
+        0.06,
+        "louvain: link weight per pair of members a cluster needs to hold together "
+        "(higher: smaller, purer clusters; the same meaning at any collection size)",
+        stages=("cluster",),
+        check=within(0, 1, open_low=True),
     )
     min_cluster_size: int = setting(
-        10, "HDBSCAN's smallest cluster", stages=("cluster",), check=positive
+        10,
+        "smallest cluster (louvain and HDBSCAN)",
+        stages=("cluster",),
+        check=positive,
     )
     hdbscan_selection: str = setting(
         "leaf",

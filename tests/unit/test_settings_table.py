@@ -58,7 +58,9 @@ def test_toml_values_of_the_wrong_type_are_named(tmp_path):
 
 
 def test_choices_are_checked():
-    with pytest.raises(SettingsError, match="cluster_method must be one of hdbscan, dbscan"):
+    with pytest.raises(
+        SettingsError, match="cluster_method must be one of louvain, hdbscan, dbscan"
+    ):
         Settings(cluster_method="kmeans")
 
 

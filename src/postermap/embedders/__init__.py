@@ -11,11 +11,19 @@ from collections.abc import Callable
 from postermap.embedders.base import Embedder
 from postermap.errors import SettingsError
 
-__all__ = ["Embedder", "available", "get_embedder"]
+__all__ = ["Embedder", "available", "extras_of", "get_embedder"]
 
 
 def available() -> list[str]:
     return sorted(_factories())
+
+
+def extras_of(name: str) -> tuple[str, ...]:
+    """The extra poolings model ``name`` stores beside its features, without loading it."""
+    factories = _factories()
+    if name not in factories:
+        raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(factories))}")
+    return tuple(getattr(factories[name], "extras", ()))
 
 
 def get_embedder(name: str, threads: int | None = None) -> Embedder:

@@ -17,6 +17,9 @@ class Embedder(Protocol):
 
     name: str
     dim: int
+    #: names of the extra poolings ``embed_with_extras`` returns (stored as
+    #: ``embed/<name>.npy``; the cluster stage reads ``rmac``), empty if none
+    extras: tuple[str, ...]
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image -> uint8 HWC array at the model's input size. Runs in the decode
@@ -24,6 +27,10 @@ class Embedder(Protocol):
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 NHWC batch -> float32 (N, dim) penultimate-layer features."""
+
+    def embed_with_extras(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The features and ``{name: float32 (N, dim)}`` for each of ``extras``, from the
+        same forward pass."""
 
 
 #: ImageNet channel statistics, which both built-in models were trained with

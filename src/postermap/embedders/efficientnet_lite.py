@@ -5,10 +5,16 @@ classifier: the layer image-similarity tools (PixPlot, the founding run's Incept
 use. Images are squashed to 224x224 rather than centre-cropped, so a poster's whole
 composition counts, not just its middle.
 
+The same forward pass also yields the last feature map (1280 x 7 x 7), from which
+:func:`~postermap.embedders.pooling.rmac` computes the regional max-pooled vector the
+cluster stage reads (``extras``): a second pass over the images would double the cost of
+the slowest stage, a second pooling of the map costs next to nothing.
+
 Inference runs in ONNX Runtime: on first use the PyTorch model is exported with the
 dynamo exporter to ``~/.cache/postermap/`` (keyed by the weights file and torch version),
-and the export is accepted only if its features match PyTorch's on a fixed batch
-(largest absolute difference below ``EXPORT_TOLERANCE``). Measured on this 2-core machine,
+with two outputs (the pooled features and the map), and the export is accepted only if
+both match PyTorch's on a fixed batch (largest absolute difference below
+``EXPORT_TOLERANCE``). Measured on this 2-core machine,
 ONNX Runtime is several times faster than PyTorch eager for this model (see README).
 ``POSTERMAP_EMBED_BACKEND=torch`` forces PyTorch.
 """
@@ -26,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from postermap.embedders.base import normalise_batch, resize_square, softmax_classifier
+from postermap.embedders.pooling import rmac
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,8 @@ class EfficientNetLite0:
     name = "efficientnet-lite0"
     dim = 1280
     input_size = 224
+    #: poolings of the last feature map stored beside the features (see embed_with_extras)
+    extras = ("rmac",)
 
     def __init__(self, backend: str | None = None, threads: int | None = None) -> None:
         import torch
@@ -65,17 +74,34 @@ class EfficientNetLite0:
         return resize_square(image, self.input_size)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
+        return self.feature_maps(batch)[0]
+
+    def embed_with_extras(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(features, {name: pooled (N, dim)} for every name in ``extras``) of a uint8 NHWC
+        batch, from one forward pass."""
+        features, maps = self.feature_maps(batch)
+        return features, {"rmac": rmac(maps)}
+
+    def feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(average-pooled features (N, 1280), last feature map (N, 1280, 7, 7)) of a uint8
+        NHWC batch."""
         batch = normalise_batch(batch)
         if self._session is not None:
-            return self._session.run(None, {"x": batch})[0].astype(np.float32)
-        return self.embed_torch(batch)
+            features, maps = self._session.run(None, {"x": batch})
+            return features.astype(np.float32), maps.astype(np.float32)
+        return self.maps_torch(batch)
 
     def embed_torch(self, batch: np.ndarray) -> np.ndarray:
         """Features of a float32 NCHW (already normalised) batch in PyTorch eager."""
+        return self.maps_torch(batch)[0]
+
+    def maps_torch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(features, feature map) of a float32 NCHW (normalised) batch in PyTorch eager."""
         torch = self._torch
         with torch.inference_mode():
             maps = self.model.extract_features(torch.from_numpy(batch))
-            return maps.mean(dim=(2, 3)).numpy().astype(np.float32)
+            features = maps.mean(dim=(2, 3))
+            return features.numpy().astype(np.float32), maps.numpy().astype(np.float32)
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """ImageNet class probabilities (N, 1000) from stored penultimate features: the
@@ -100,7 +126,8 @@ class EfficientNetLite0:
     def _exported_model(self) -> Path:
         """The verified ONNX export (made once per weights file and torch version)."""
         torch = self._torch
-        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v2".encode())
+        # v3: two outputs (features, feature map)
+        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v3".encode())
         cache = Path(os.environ.get("POSTERMAP_CACHE", Path.home() / ".cache" / "postermap"))
         path = cache / f"efficientnet-lite0-{key.hexdigest()[:12]}.onnx"
         if path.exists():
@@ -120,12 +147,13 @@ class EfficientNetLite0:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             program.save(str(tmp))
-            _check_export(tmp, sample.numpy(), self.embed_torch(sample.numpy()))
+            _check_export(tmp, sample.numpy(), self.maps_torch(sample.numpy()))
         return path
 
 
 def _pooled_features(model):
-    """A torch module mapping an image batch to pooled features (what gets exported)."""
+    """A torch module mapping an image batch to (pooled features, last feature map): what
+    gets exported."""
     import torch
 
     class PooledFeatures(torch.nn.Module):
@@ -134,18 +162,22 @@ def _pooled_features(model):
             self.model = model
 
         def forward(self, x):
-            return self.model.extract_features(x).mean(dim=(2, 3))
+            maps = self.model.extract_features(x)
+            return maps.mean(dim=(2, 3)), maps
 
     return PooledFeatures()
 
 
-def _check_export(path: Path, sample: np.ndarray, expected: np.ndarray) -> None:
+def _check_export(path: Path, sample: np.ndarray, expected: tuple[np.ndarray, np.ndarray]) -> None:
+    """Both outputs of the export against PyTorch's on the same batch."""
     import onnxruntime as ort
 
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"x": sample}
-    )[0]
-    worst = float(np.abs(got - expected).max())
+    )
+    if len(got) != len(expected):
+        raise RuntimeError(f"ONNX export has {len(got)} outputs, expected {len(expected)}")
+    worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
     if worst > EXPORT_TOLERANCE:
         raise RuntimeError(
             f"ONNX export of EfficientNet-Lite0 differs from PyTorch by "

@@ -294,6 +294,7 @@ class InceptionV3:
     name = "inception-v3"
     dim = 2048
     input_size = 299
+    extras: tuple[str, ...] = ()  # the cluster stage falls back to the features
 
     def __init__(self, threads: int | None = None, weights: Path | None = None) -> None:
         import torch
@@ -315,6 +316,9 @@ class InceptionV3:
         with torch.inference_mode():
             x = torch.from_numpy(normalise_batch(batch))
             return self.network.features(x).numpy().astype(np.float32)
+
+    def embed_with_extras(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return self.embed(batch), {}
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """ImageNet class probabilities from stored pool features (the fc layer)."""

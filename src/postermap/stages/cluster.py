@@ -1,10 +1,12 @@
 """Cluster: find the visual tropes, score, name and curate them.
 
-Clusters are found in the 2-D layout (where the map's visible groups live) or in the
-embedding space (PCA-30), with HDBSCAN (default) or DBSCAN; see :mod:`postermap.clustering`
-for the scoring and naming, :mod:`postermap.curation` for ``clusters.toml``.
-Outputs: the cluster table (id, cluster, cluster_name), the ranked cluster list and its
-per-image CSV export, and, the first time, the ``clusters.toml`` template.
+By default clusters are Louvain communities of a kNN graph in the embedding space of the
+regional max-pooled features the embed stage stored beside the features (``rmac``, PCA-32
+whitened); HDBSCAN or DBSCAN, and the 2-D layout, remain as options. See
+:mod:`postermap.clustering` for finding, scoring and naming, :mod:`postermap.curation` for
+``clusters.toml``. Outputs: the cluster table (id, cluster, cluster_name), the ranked
+cluster list and its per-image CSV export, and, the first time, the ``clusters.toml``
+template.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import pyarrow as pa
 
 from postermap.clustering import (
     EMBEDDING_DIMS,
+    GRAPH_DIMS,
     clusters_csv,
     describe_clusters,
     find_clusters,
     name_clusters,
+    whiten,
 )
 from postermap.config import StageSettings
 from postermap.curation import apply_curation, curation_fingerprint, read_curation, write_template
@@ -34,13 +38,11 @@ log = logging.getLogger(__name__)
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     layout = ws.read_layout()
     embeddings, rows = ws.embedding_rows(layout.ids)
-    if settings.cluster_space == "layout":
-        space = layout.xy
-    else:
-        projection = Projection.fit(
-            embeddings, rows, EMBEDDING_DIMS, settings.seed, renormalise=False
-        )
-        space = projection.transform(embeddings, rows)
+    space = (
+        layout.xy
+        if settings.cluster_space == "layout"
+        else _embedding_space(ws, settings, embeddings, rows)
+    )
     labels = find_clusters(
         space,
         settings.cluster_method,
@@ -48,6 +50,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         min_samples=settings.dbscan_min_samples,
         min_cluster_size=settings.min_cluster_size,
         selection=settings.hdbscan_selection,
+        neighbours=settings.cluster_neighbours,
+        density=settings.cluster_density,
         seed=settings.seed,
     )
     id_list = layout.ids.tolist()
@@ -80,11 +84,33 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     )
 
 
+def _embedding_space(
+    ws: Workspace, settings: StageSettings, embeddings: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """The clustered vectors: a PCA of the chosen features, fitted on a sample and applied
+    chunk by chunk (the features stay memory-mapped)."""
+    features = embeddings
+    if settings.cluster_features != "avg":
+        features = ws.read_extra_features(settings.cluster_features)
+        if features is None:
+            log.info(
+                "cluster: model %s stores no %s pooling; clustering its features",
+                settings.model,
+                settings.cluster_features,
+            )
+            features = embeddings
+    graph = settings.cluster_method == "louvain"
+    dims = GRAPH_DIMS if graph else EMBEDDING_DIMS
+    projection = Projection.fit(features, rows, dims, settings.seed, renormalise=False)
+    space = projection.transform(features, rows)
+    return whiten(space) if graph else space
+
+
 STAGE = Stage(
     name="cluster",
     depends=("reduce",),
     run=run,
-    version=3,
+    version=4,  # Louvain on regional max-pooled features; names by lift
     input_fingerprint=curation_fingerprint,
     doc="Find, score and name clusters (applies clusters.toml).",
 )

@@ -6,7 +6,10 @@ duplicates and find placeholder templates. The hashes (sorted) are cut into shar
 ``shard_size``; each shard's file name holds a digest of the model name and its ids, so a
 finished shard is reused by any later run that needs exactly those images, and a killed
 run resumes at the first missing shard. Output: the workspace's embeddings (float32,
-N x dim, memory-mappable) with the content hash of each row.
+N x dim, memory-mappable) with the content hash of each row, and the model's extra
+poolings of the same forward pass (``embed/rmac.npy``, float16, same rows), which the
+cluster stage reads; each shard keeps them beside it (``NNNNN-<digest>.rmac.npy``), and a
+shard counts as done only with all of them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from postermap.config import StageSettings
-from postermap.embedders import get_embedder
+from postermap.embedders import extras_of, get_embedder
 from postermap.embedding import embed_paths, embed_shard
 from postermap.errors import NothingToMapError
 from postermap.progress import progress_bar
@@ -46,7 +49,12 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
     key = f"{settings.model}:{settings.thumb_size}:v{SHARD_VERSION}"
     shard_paths = [ws.shards_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
-    todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not p.exists()]
+    extras = extras_of(settings.model)
+    todo = [
+        (s, p)
+        for s, p in zip(shards, shard_paths, strict=True)
+        if not all(q.exists() for q in [p, *(_extra_path(p, name) for name in extras)])
+    ]
     if len(todo) < len(shards):
         log.info(
             "embed: resuming, %d of %d shards already done", len(shards) - len(todo), len(shards)
@@ -57,6 +65,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         _embed_todo(ws, settings, todo, lambda n: bar.advance(task, n))
     dim = int(np.load(shard_paths[0], mmap_mode="r").shape[1])
     ws.write_embeddings(ids, shard_paths, dim)
+    for name in extras:
+        ws.write_extra_features(name, [_extra_path(p, name) for p in shard_paths], len(ids), dim)
     failures = {}
     for shard_ids, path in zip(shards, shard_paths, strict=True):
         for position, reason in _read_failures(path).items():
@@ -67,7 +77,9 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
                 reason,
             )
     ws.write_embed_failures(failures)
-    _remove_stale_shards(ws.shards_dir, set(shard_paths))
+    keep = set(shard_paths) | {_extra_path(p, name) for p in shard_paths for name in extras}
+    _remove_stale_shards(ws.shards_dir, keep)
+    _remove_stale_extras(ws, extras)
     return StageOutcome(
         counts={
             "in": len(ids),
@@ -94,28 +106,37 @@ def _embed_todo(
             results = runner.map(
                 embed_shard, [settings.model] * n, paths, [settings.batch_size] * n
             )
-            for (_, path), (features, failures) in zip(todo, results, strict=True):
-                _save_shard(path, features, failures)
+            for (_, path), (features, extras, failures) in zip(todo, results, strict=True):
+                _save_shard(path, features, extras, failures)
                 advance(len(features))
         return
     if not todo:
         return
     embedder = get_embedder(settings.model)
     for shard_paths, (_, path) in zip(paths, todo, strict=True):
-        features, failures = embed_paths(
+        features, extras, failures = embed_paths(
             shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
         )
-        _save_shard(path, features, failures)
+        _save_shard(path, features, extras, failures)
 
 
-def _save_shard(path: Path, features: np.ndarray, failures: dict[int, str]) -> None:
-    """The shard's failures first, its features last: the ``.npy`` marks it finished."""
+def _save_shard(
+    path: Path, features: np.ndarray, extras: dict[str, np.ndarray], failures: dict[int, str]
+) -> None:
+    """The shard's failures and extra poolings first, its features last: the ``.npy``
+    marks it finished (together with the extras it should have, see ``run``)."""
     failures_path = _failures_path(path)
     if failures:
         atomic_write_json(failures_path, {str(k): v for k, v in failures.items()})
     else:
         failures_path.unlink(missing_ok=True)
+    for name, rows in extras.items():
+        atomic_save_npy(_extra_path(path, name), rows)
     atomic_save_npy(path, features)
+
+
+def _extra_path(shard: Path, name: str) -> Path:
+    return shard.with_name(f"{shard.stem}.{name}.npy")
 
 
 def _failures_path(shard: Path) -> Path:
@@ -143,10 +164,18 @@ def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
             _failures_path(path).unlink(missing_ok=True)
 
 
+def _remove_stale_extras(ws: Workspace, extras: tuple[str, ...]) -> None:
+    """Poolings another model left behind would be read as this model's."""
+    own = {ws.embeddings_path, ws.embedding_ids_path}
+    for path in ws.embed_dir.glob("*.npy"):
+        if path not in own and path.stem not in extras:
+            path.unlink()
+
+
 STAGE = Stage(
     name="embed",
     depends=("ingest",),
     run=run,
-    version=3,  # images without features are listed (embed/failures.json), not fatal
+    version=4,  # + the extra poolings of the model (embed/rmac.npy)
     doc="Compute CNN features for every distinct readable image.",
 )
