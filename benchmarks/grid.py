@@ -4,8 +4,11 @@
     python -m benchmarks.grid --quick        # 2k/5k and 50k only
 
 Ours runs with workers=2 (this machine's cores; only the exact block/window solves use
-them); FLAS is single-threaded. Above 10k ours is FLAS + pair swaps, so "ours vs FLAS" is
-the gain the swap refinement buys and what it costs in time. Peak memory is
+them); FLAS (vc-flas with its defaults, from the strip layout) is single-threaded. Above
+10k ours is postermap.grid.large (two quick starts, pair swaps, the better one refined),
+so "ours vs FLAS" is what that buys over FLAS alone and what it costs in time. The holes
+table compares empty cells where they cost least with empty cells at the end of the last
+row, same solver. Peak memory is
 what tracemalloc sees in this process (numpy and Python allocations; a worker process's
 own window is ~8 MB more). Cost = sum of squared distances between each point (min-max
 normalised per axis) and its cell centre. Every ratio is against a baseline run in the
@@ -70,12 +73,13 @@ def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[
     out = []
     for name, xy, features in sets:
         rows, cols = grid_shape(len(xy))
+        # the optimum: every cell a candidate, so the empty ones go where they cost least
         exact, t_exact, _ = measure(
-            assign_exact, normalise_points(xy), np.arange(len(xy)), rows, cols
+            assign_exact, normalise_points(xy), np.arange(rows * cols), rows, cols
         )
         ours, t_ours, _ = measure(assign_to_grid, xy, rows, cols, exact_max=0, workers=2)
         strips = strip_layout(normalise_points(xy), rows, cols)
-        flas, t_flas, _ = measure(assign_to_grid, xy, rows, cols, method="flas")
+        large, t_large, _ = measure(assign_to_grid, xy, rows, cols, method="large")
         c_exact = grid_cost(xy, exact, rows, cols)
         row = {
             "set": name,
@@ -83,14 +87,40 @@ def quality_rows(sets: list[tuple[str, np.ndarray, np.ndarray | None]]) -> list[
             "exact_s": t_exact,
             "ours_s": t_ours,
             "ours_vs_exact": grid_cost(xy, ours, rows, cols) / c_exact,
-            "flas_swaps_s": t_flas,
-            "flas_swaps_vs_exact": grid_cost(xy, flas, rows, cols) / c_exact,
+            "large_s": t_large,
+            "large_vs_exact": grid_cost(xy, large, rows, cols) / c_exact,
             "strip_vs_exact": grid_cost(xy, strips, rows, cols) / c_exact,
         }
         if features is not None:
             row["dpq16_ours"] = dpq_window(features, ours, rows, cols)
             row["dpq16_exact"] = dpq_window(features, exact, rows, cols)
             row["dpq16_strip"] = dpq_window(features, strips, rows, cols)
+        print(
+            " ".join(
+                f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+            ),
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
+def holes_rows(sets: list[tuple[str, np.ndarray]]) -> list[dict]:
+    """Empty cells where they cost least vs at the end of the last row, same solver."""
+    out = []
+    for name, xy, rows, cols in sets:
+        anywhere, t_any, _ = measure(assign_to_grid, xy, rows, cols, workers=2)
+        at_end, t_end, _ = measure(assign_to_grid, xy, rows, cols, workers=2, holes_anywhere=False)
+        row = {
+            "set": name,
+            "n": len(xy),
+            "grid": f"{rows}x{cols}",
+            "holes": rows * cols - len(xy),
+            "anywhere_s": t_any,
+            "at_end_s": t_end,
+            "at_end_vs_anywhere": grid_cost(xy, at_end, rows, cols)
+            / grid_cost(xy, anywhere, rows, cols),
+        }
         print(
             " ".join(
                 f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
@@ -149,10 +179,18 @@ def main() -> None:
     sets = [(f"tsne-{n}", tsne_layout(n), gaussian_mixture(n)) for n in sizes]
     if not args.quick:
         sets.append(("uniform-10000", np.random.default_rng(1).random((10_000, 2)), None))
+        sets += [(f"blobs-10000-s{s}", blob_layout(10_000, seed=s), None) for s in (0, 1)]
     results = {"quality": [] if args.scale_only else quality_rows(sets)}
+    results["holes"] = holes_rows(
+        [
+            ("tsne-1797", tsne_layout(2000)[:1797], 42, 43),
+            ("tsne-50000", tsne_layout(50_000), *_with_holes(50_000)),
+        ]
+    )
     big = [("tsne-50000", tsne_layout(50_000))]
     if not args.quick:
         big.append(("tsne-169000", tsne_layout(169_000)))
+        big.append(("blobs-169000", blob_layout(169_000)))
     if args.million:
         big.append(("blobs-1000000", blob_layout(1_000_000)))
     results["scale"] = scale_rows(big)
@@ -161,6 +199,12 @@ def main() -> None:
         "grid-quick.json" if args.quick else "grid-scale.json" if args.scale_only else "grid.json"
     )
     write_result(name, results)
+
+
+def _with_holes(n: int) -> tuple[int, int]:
+    """A landscape grid for n points with most of a row left empty."""
+    cols = int(np.sqrt(n * 1.6)) + 1
+    return -(-n // cols), cols
 
 
 if __name__ == "__main__":

@@ -349,6 +349,39 @@ def similar(image: str, workspace: Path, k: int) -> None:
         )
 
 
+@main.command()
+@click.argument("workspace", type=WORKSPACE)
+@click.option(
+    "--to",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: WORKSPACE/export/map.<format>).",
+)
+@click.option(
+    "--embeddings",
+    is_flag=True,
+    help="Also write each image's CNN features (a list column; Parquet only).",
+)
+@_user_errors
+def export(workspace: Path, fmt: str, output: Path | None, embeddings: bool) -> None:
+    """Write the map as one table (catalog, layout, grid cell, cluster, metadata) for
+    Embedding Atlas, FiftyOne or pandas."""
+    from postermap.export import export_table, write_export
+
+    ws = Workspace(workspace)
+    path = output or ws.export_dir / f"map.{fmt}"
+    click.echo(str(write_export(export_table(ws, embeddings=embeddings), path, fmt)))
+
+
 @main.command("fetch-default")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @_user_errors

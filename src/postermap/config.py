@@ -268,6 +268,24 @@ class Settings:
         stages=("reduce",),
         check=lambda v: None if v > 1 else "must be > 1",
     )
+    reducer: str = setting(
+        "tsne",
+        "the 2-D layout: `tsne` (openTSNE) or `umap` (umap-learn, postermap[umap])",
+        stages=("reduce",),
+        choices=("tsne", "umap"),
+    )
+    umap_neighbors: int = setting(
+        15,
+        "UMAP's n_neighbors (local vs global structure)",
+        stages=("reduce",),
+        check=at_least(2),
+    )
+    umap_min_dist: float = setting(
+        0.1,
+        "UMAP's min_dist (how tightly it packs points)",
+        stages=("reduce",),
+        check=within(0, 1),
+    )
     seed: int = setting(
         42,
         "seed for PCA, t-SNE, the grid and clustering",

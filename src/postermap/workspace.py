@@ -184,6 +184,11 @@ class Workspace:
         return self.root / "report"
 
     @property
+    def export_dir(self) -> Path:
+        """Where ``postermap export`` writes unless told otherwise."""
+        return self.root / "export"
+
+    @property
     def catalog_path(self) -> Path:
         return self.root / "catalog.parquet"
 

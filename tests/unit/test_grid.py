@@ -30,7 +30,7 @@ def test_output_is_a_valid_injection(n, aspect):
     assert sorted(at_end.tolist()) == list(range(n))  # holes only at the end
 
 
-@pytest.mark.parametrize("method", ["exact", "blocks", "flas"])
+@pytest.mark.parametrize("method", ["exact", "blocks", "large"])
 def test_holes_go_where_the_layout_is_sparse(method):
     """A layout with an empty right edge: the empty cells belong there, not at the end of
     the last row, and putting them there costs less."""
@@ -46,7 +46,7 @@ def test_holes_go_where_the_layout_is_sparse(method):
     empty = np.setdiff1d(np.arange(rows * cols), anywhere)
     # mostly in the right-hand columns (at the end of the last rows: ~10 %); FLAS starts
     # with them at the end and pair-swap moves carry most of them over
-    assert np.mean(empty % cols >= cols - 4) > (0.5 if method == "flas" else 0.8)
+    assert np.mean(empty % cols >= cols - 4) > (0.5 if method == "large" else 0.8)
 
 
 def test_exact_solver_matches_brute_force_on_tiny_cases():
@@ -82,8 +82,8 @@ def test_flas_method_is_valid_deterministic_and_beats_plain_flas():
 
     xy = clustered(3000, seed=4)
     rows, cols = grid_shape(len(xy))
-    a = assign_to_grid(xy, rows, cols, method="flas", window=8, max_passes=2, seed=1)
-    b = assign_to_grid(xy, rows, cols, method="flas", window=8, max_passes=2, seed=1)
+    a = assign_to_grid(xy, rows, cols, method="large", window=8, max_passes=2, seed=1)
+    b = assign_to_grid(xy, rows, cols, method="large", window=8, max_passes=2, seed=1)
     assert np.array_equal(a, b)
     assert len(set(a.tolist())) == len(xy) and a.max() < rows * cols
     plain = flas_arrangement(normalise_points(xy), rows, cols, seed=1)

@@ -12,9 +12,10 @@ fall on its side; window re-solves and pair-swap moves carry holes to sparse pla
 * ``N <= blocks_max`` — ``"blocks"``: :func:`postermap.grid.blocks.assign_blocks`, recursive
   balanced bisection into blocks solved exactly, then exact re-solves over shifted 32x32
   windows until the cost stops improving (measured within 0.3% of exact at 10k).
-* larger — ``"flas"``: :mod:`postermap.grid.flas`, FLAS from a strip layout, then pair-swap
-  refinement (:mod:`postermap.grid.swaps`, radius 4): ~3 s at 169k, ~2.6 % below FLAS
-  alone. Exact window passes can follow (``max_passes``), at ~13 s per pass at 169k.
+* larger — ``"large"``: :mod:`postermap.grid.large`, two quick starts (FLAS with a fast
+  radius decay, and a bisection into small exact blocks), pair swaps and moves into
+  holes (:mod:`postermap.grid.swaps`, radius 4) on both, and more on the cheaper one.
+  Exact window passes can follow (``max_passes``), at ~13 s per pass at 169k.
 
 Memory stays O(N) for all but ``"exact"``.
 
@@ -29,8 +30,7 @@ import numpy as np
 
 from postermap.grid.blocks import assign_blocks
 from postermap.grid.exact import assign_exact
-from postermap.grid.flas import flas_arrangement
-from postermap.grid.swaps import refine_swaps
+from postermap.grid.large import assign_large
 
 __all__ = [
     "assign_to_grid",
@@ -173,7 +173,7 @@ def grid_cost(xy: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> float:
     return float(np.einsum("ij,ij->", diff, diff))
 
 
-METHODS = ("auto", "exact", "blocks", "flas")
+METHODS = ("auto", "exact", "blocks", "large")
 
 
 def assign_to_grid(
@@ -198,16 +198,16 @@ def assign_to_grid(
     Args:
         xy: (N, 2) layout coordinates, any scale.
         rows, cols: grid shape; ``rows * cols >= N``.
-        method: ``auto``, ``exact``, ``blocks`` or ``flas`` (see the module docstring).
+        method: ``auto``, ``exact``, ``blocks`` or ``large`` (see the module docstring).
         exact_max: with ``auto``, solve exactly up to this many points.
-        blocks_max: with ``auto``, use ``blocks`` up to this many points, ``flas`` above.
+        blocks_max: with ``auto``, use ``blocks`` up to this many points, ``large`` above.
         block_size: points per exactly solved bisection block (``blocks``).
         window: side, in cells, of the exact refinement windows (32 for blocks, 16 for
-            flas).
-        max_passes: exact window passes at most (8 for blocks, 0 for flas); stops earlier
+            large).
+        max_passes: exact window passes at most (8 for blocks, 0 for large); stops earlier
             when the relative gain < tol.
         tol: relative cost improvement below which window refinement stops.
-        swap_radius: ``flas`` only: pair swaps are tried up to this many cells apart
+        swap_radius: ``large`` only: pair swaps are tried up to this many cells apart
             (0 turns the swap refinement off).
         seed: breaks ties deterministically (results are identical for the same seed).
         workers: processes solving independent blocks/windows (results do not depend on it).
@@ -229,7 +229,7 @@ def assign_to_grid(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "auto":
-        method = "exact" if n <= exact_max else "blocks" if n <= blocks_max else "flas"
+        method = "exact" if n <= exact_max else "blocks" if n <= blocks_max else "large"
     points = normalise_points(xy)
     cells_for_exact = np.arange(rows * cols if holes_anywhere else n)
     if method == "exact" or n < 4:
@@ -247,9 +247,9 @@ def assign_to_grid(
             workers=workers,
             holes_anywhere=holes_anywhere,
         )
-    cells = flas_arrangement(points, rows, cols, seed=seed)
-    if swap_radius > 0:
-        cells = refine_swaps(points, cells, rows, cols, radius=swap_radius, moves=holes_anywhere)
+    cells = assign_large(
+        points, rows, cols, seed=seed, swap_radius=swap_radius, holes_anywhere=holes_anywhere
+    )
     if max_passes:
         cells = assign_blocks(
             points,

@@ -1,11 +1,9 @@
-"""Large grids: FLAS (vc-flas) for the global arrangement, then exact window refinement.
+"""FLAS (vc-flas) for a global arrangement of a large grid, and the strip layout it starts from.
 
 FLAS (Barthel et al., "Fast Linear Assignment Sorting", vc-flas on PyPI) sorts 169k points
-in about a second, started from a strip layout (rows of points sorted by y, each row by x).
-It optimises neighbour similarity rather than our cost, and measured on t-SNE layouts it
-lands a few per cent above what exact window refinement reaches. So its arrangement is
-refined by :func:`postermap.grid.blocks.assign_blocks` with small windows, which can only
-lower the cost.
+in about two seconds here, started from a strip layout (rows of points sorted by y, each
+row by x). It optimises neighbour similarity rather than our cost, so its arrangement is
+one of the starts :mod:`postermap.grid.large` refines.
 """
 
 from __future__ import annotations
@@ -24,9 +22,11 @@ def strip_layout(points: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return cells
 
 
-def flas_arrangement(points: np.ndarray, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+def flas_arrangement(
+    points: np.ndarray, rows: int, cols: int, seed: int = 0, radius_decay: float = 0.93
+) -> np.ndarray:
     """FLAS on the normalised 2-D points, started from :func:`strip_layout`; holes stay
-    frozen at the end of the last row."""
+    frozen at the end of the last row. A smaller ``radius_decay`` runs fewer iterations."""
     import vc_flas
 
     n = len(points)
@@ -40,7 +40,7 @@ def flas_arrangement(points: np.ndarray, rows: int, cols: int, seed: int = 0) ->
         frozen.reshape(rows, cols),
         np.arange(n, dtype=np.uint32),
     )
-    sorting = vc_flas.flas(grid, seed=seed).sorting.ravel()
+    sorting = vc_flas.flas(grid, seed=seed, radius_decay=radius_decay).sorting.ravel()
     cells = np.empty(n, dtype=np.int64)
     filled = sorting >= 0
     cells[sorting[filled]] = np.nonzero(filled)[0]

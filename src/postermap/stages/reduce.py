@@ -21,6 +21,9 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         settings.seed,
         n_jobs=settings.workers,
         rows=rows,
+        method=settings.reducer,
+        umap_neighbors=settings.umap_neighbors,
+        umap_min_dist=settings.umap_min_dist,
     )
     ws.write_layout(Layout(ids, xy))
     return StageOutcome(counts={"in": len(ids), "out": len(ids)}, items=len(ids))
@@ -31,5 +34,5 @@ STAGE = Stage(
     depends=("embed", "clean"),
     run=run,
     version=2,
-    doc="Lay the embeddings out in 2-D (PCA + openTSNE).",
+    doc="Lay the embeddings out in 2-D (PCA + openTSNE, or UMAP).",
 )
