@@ -58,8 +58,14 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 VIEWPORT = {"width": 1600, "height": 1000}
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def source_for(name: str, seed: int = 0) -> Path:
@@ -72,8 +78,10 @@ def source_for(name: str, seed: int = 0) -> Path:
     if name == "mixed":
         out = CACHE / "look" / "mixed-src"
         if not out.exists():
-            parts = {"openmoji": source_for("openmoji", seed),
-                     "clipart-posters": source_for("clipart-posters", seed)}
+            parts = {
+                "openmoji": source_for("openmoji", seed),
+                "clipart-posters": source_for("clipart-posters", seed),
+            }
             for prefix, folder in parts.items():
                 for path in folder.iterdir():
                     if path.suffix.lower() in (".png", ".jpg", ".webp", ".bmp"):
@@ -91,9 +99,9 @@ def source_for(name: str, seed: int = 0) -> Path:
 def run_map(name: str, source: Path) -> Workspace:
     ws = CACHE / "look" / f"{name}-ws"
     done = subprocess.run(
-        [sys.executable, "-m", "postermap", "run", str(source), "-o", str(ws), "--cell-size",
-         "64"],
-        capture_output=True, text=True,
+        [sys.executable, "-m", "postermap", "run", str(source), "-o", str(ws), "--cell-size", "64"],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"postermap run {source} failed:\n{done.stderr[-3000:]}")
@@ -141,8 +149,7 @@ def viewport_fill(ws: Workspace, shot: Path) -> float:
     thread.start()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
             page.wait_for_selector("body[data-ready=true]", timeout=30_000)
@@ -212,15 +219,18 @@ def measure(name: str, source: Path) -> dict:
         "mean_move_cells": mean_move(xy_new, new_cells, grid.rows, grid.cols),
         "previous_mean_move_cells": mean_move(xy_old, old, old_rows, old_cols),
     }
-    print(" ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
-                   for k, v in row.items()), flush=True)
+    print(
+        " ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()),
+        flush=True,
+    )
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="*",
-                        default=["emoji", "clipart-posters", "icon-posters", "mixed"])
+    parser.add_argument(
+        "--sets", nargs="*", default=["emoji", "clipart-posters", "icon-posters", "mixed"]
+    )
     args = parser.parse_args()
     rows = [measure(name, source_for(name)) for name in args.sets]
     write_result("look.json", {"viewport": VIEWPORT, "sets": rows})
