@@ -227,7 +227,7 @@ class Settings:
     model: str = setting(
         "efficientnet-lite0",
         "embedding model: `efficientnet-lite0` or `inception-v3` (see Models)",
-        stages=("embed", "cluster"),
+        stages=("embed", "cluster", "tiles"),
         metavar="NAME",
     )
     batch_size: int = setting(
@@ -390,6 +390,14 @@ class Settings:
         stages=("tiles",),
         check=hex_colour,
         metavar="#RRGGBB",
+    )
+    arrange: str | None = setting(
+        None,
+        "also arrange the map by a numeric column, e.g. `year`: a wall whose columns are its "
+        "bins, each ordered by similarity (comma-separated for several); the viewer switches",
+        stages=("tiles",),
+        check=lambda v: None if all(p.strip() for p in v.split(",")) else "must name columns",
+        metavar="COLUMN",
     )
 
     def __post_init__(self) -> None:

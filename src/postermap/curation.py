@@ -12,6 +12,10 @@ time it runs and never overwrites the file afterwards. Sections the user adds::
 
 Cluster numbers refer to the clustering the template was written for (same settings and
 images); changing the clustering settings renumbers clusters, so start a new file then.
+A new trope of the user's own takes a number from :data:`NEW_TROPE_BASE` up (the viewer's
+selection export picks the next free one): clustering never makes that many clusters,
+so such a section survives a re-clustering and only ``add`` (and ``name``) mean
+anything in it.
 Only the parsed content enters the stage fingerprint: comments can change freely.
 """
 
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "clusters.toml"
 KEYS = {"name", "drop", "merge_into", "add", "remove"}
+#: numbers from here up are the user's own tropes, never found by clustering
+NEW_TROPE_BASE = 1_000_000
 
 
 @dataclass
@@ -106,7 +112,7 @@ def apply_curation(labels: np.ndarray, ids: list[str], curation: Curation) -> np
         | set(curation.remove)
         | set(curation.names)
     ):
-        if k not in known:
+        if k not in known and not (k >= NEW_TROPE_BASE and k in curation.add):
             log.warning(
                 "%s: there is no cluster %d (clusters: 0..%d)",
                 FILE_NAME,

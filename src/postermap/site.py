@@ -9,6 +9,10 @@ Layout (all URLs relative, so the site can be hosted anywhere)::
     data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
     data/search.json                           titles + file names, loaded on demand
     data/clusters/<n>.json                     item indices of cluster n (gallery)
+    data/facets/<n>.bin                        per-image values of facet n (typed arrays)
+    data/classes/<k>.bin                       items whose top ImageNet classes hold k
+    arrangements/<column>/tiles/, cells.bin    another arrangement: its pyramid, and the
+                                               int32 item number of each of its cells
     images/<id>.<ext>                          originals (hard links where possible)
     thumbs/<content hash>.jpg                  256 px thumbnails (hard links)
 
@@ -26,7 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from postermap.arrangements import Arrangement
 from postermap.clustering import cluster_members
+from postermap.concepts import TABLE, class_names, write_class_index
+from postermap.curation import NEW_TROPE_BASE
+from postermap.facets import build_facets
 from postermap.mosaic import TILE_SIZE, fills_cell
 from postermap.outlines import cluster_outlines
 from postermap.workspace import (
@@ -53,9 +61,12 @@ def write_site_data(
     similar: dict[str, list],
     cell: tuple[int, int],
     background: str,
+    top_classes: tuple[np.ndarray, np.ndarray] | None = None,
+    arrangements: list[tuple[Arrangement, int]] = (),
 ) -> None:
-    """The viewer's data: item shards, search index, cluster members and outlines, and
-    the manifest (written last: a reader that finds it finds everything it names).
+    """The viewer's data: item shards, search index, cluster members and outlines,
+    facets, picture classes, other arrangements' cells, and the manifest (written last:
+    a reader that finds it finds everything it names).
 
     Args:
         items: catalog rows of the images on the map (with ``row``, ``col``, ``cluster``).
@@ -65,6 +76,10 @@ def write_site_data(
         clusters: the ranked cluster list.
         similar: per image id, ``[[item index, cosine], ...]`` (:func:`similar_items`).
         cell: (width, height) of a cell at full resolution, in pixels.
+        top_classes: per item, its best ImageNet classes and their probabilities
+            (:func:`postermap.concepts.top_classes`), for the search by picture.
+        arrangements: other arrangements of the same items with their pyramids' zoom
+            levels (their tiles are written by the caller under ``arrangements/<name>``).
     """
     rows, cols = grid.rows, grid.cols
     # Items are numbered in row-major cell order. Where the grid has empty cells, the
@@ -79,12 +94,14 @@ def write_site_data(
         occupied[cells] = True
         atomic_write_bytes(data_dir / "cells.bin", np.packbits(occupied, bitorder="little"))
     details = []
-    for item in items:
+    names = class_names() if top_classes is not None else []
+    for index, item in enumerate(items):
         details.append(
             {
                 "id": item["id"],
                 "title": item["title"],
                 "file": _display_name(item),
+                "path": item["path"],
                 "image": f"images/{item.get('image_file') or _image_name(item)}",
                 "thumb": f"thumbs/{item['content_hash']}.jpg",
                 "row": item["row"],
@@ -96,6 +113,13 @@ def write_site_data(
                 "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
             }
         )
+        if top_classes is not None:
+            classes, probs = top_classes
+            details[-1]["classes"] = [
+                [names[int(k)], round(float(p), 3)]
+                for k, p in zip(classes[index], probs[index], strict=True)
+                if p >= 0.01
+            ]
     for start in range(0, len(details), SHARD_SIZE):
         atomic_write_json(
             data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
@@ -125,9 +149,39 @@ def write_site_data(
             }
         )
     atomic_write_json(data_dir / "outlines.json", {str(k): v for k, v in outlines.items()})
+    facets = []
+    for n, facet in enumerate(build_facets(items, fields)):
+        atomic_write_bytes(data_dir / "facets" / f"{n}.bin", facet.data)
+        facets.append({**facet.spec, "file": f"data/facets/{n}.bin"})
+    concepts = None
+    if top_classes is not None:
+        counts = write_class_index(data_dir / "classes", *top_classes)
+        concepts = {
+            "table": "/".join(TABLE[1:]),
+            "counts": [counts.get(k, 0) for k in range(len(names))],
+        }
     width, height = cell
+    listed_arrangements = []
+    for arrangement, arrangement_levels in arrangements:
+        folder = f"arrangements/{arrangement.slug}"
+        atomic_write_bytes(
+            data_dir.parent / folder / "cells.bin", arrangement.cell_item.astype("<i4").tobytes()
+        )
+        listed_arrangements.append(
+            {
+                "name": arrangement.name,
+                "rows": arrangement.rows,
+                "cols": arrangement.cols,
+                "width": arrangement.cols * width,
+                "height": arrangement.rows * height,
+                "maxZoom": arrangement_levels - 1,
+                "tiles": f"{folder}/tiles",
+                "cells": f"{folder}/cells.bin",
+                "bins": arrangement.bins,
+            }
+        )
     manifest = {
-        "version": 2,
+        "version": 3,
         "count": len(items),
         "rows": rows,
         "cols": cols,
@@ -142,6 +196,10 @@ def write_site_data(
         "background": background,
         "fields": fields,
         "clusters": listed,
+        "facets": facets,
+        "concepts": concepts,
+        "arrangements": listed_arrangements,
+        "newTropeBase": NEW_TROPE_BASE,
     }
     atomic_write_json(data_dir / "manifest.json", manifest)
 

@@ -1,7 +1,10 @@
 """Tiles: the grid mosaic as a deep-zoom pyramid, plus the static viewer site.
 
 See :mod:`postermap.mosaic` for the pyramid and :mod:`postermap.site` for the site's
-layout. The site is built beside the old one and swapped in whole.
+layout. The site is built beside the old one and swapped in whole. With ``--arrange
+COLUMN`` a second pyramid shows the same images as a wall by that column
+(:mod:`postermap.arrangements`); the images' top ImageNet classes for the search by
+picture come from the stored features (:mod:`postermap.concepts`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ import shutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from postermap.arrangements import arrange_map, wall_cells
 from postermap.catalog import write_catalog
+from postermap.concepts import picture_classes
 from postermap.config import StageSettings
+from postermap.errors import SettingsError
 from postermap.mosaic import cell_pixels, render_pyramid
 from postermap.runner import make_runner
 from postermap.site import (
@@ -41,12 +47,20 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     copy_viewer(tmp)
+    thumbs = [str(ws.thumb_path(r["content_hash"])) for r in items]
     by_cell = {
-        r["row"] * grid.cols + r["col"]: str(ws.thumb_path(r["content_hash"])) for r in items
+        r["row"] * grid.cols + r["col"]: thumb for r, thumb in zip(items, thumbs, strict=True)
     }
     cells = [
         [by_cell.get(row * grid.cols + col) for col in range(grid.cols)] for row in range(grid.rows)
     ]
+    walls = []
+    if settings.arrange:
+        try:
+            walls = arrange_map(items, settings.arrange, ws.read_layout(), grid, cell)
+        except ValueError as err:
+            raise SettingsError(f"--arrange: {err}") from err
+    arranged = []
     with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
         levels, not_drawn = render_pyramid(
             cells,
@@ -56,6 +70,16 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             tmp / "tiles",
             runner,
         )
+        for wall in walls:
+            wall_levels, _ = render_pyramid(
+                wall_cells(wall, thumbs),
+                cell,
+                settings.background,
+                settings.tile_quality,
+                tmp / "arrangements" / wall.slug / "tiles",
+                runner,
+            )
+            arranged.append((wall, wall_levels))
     missing = link_images(ws, tmp / "images", items)
     for source in missing:
         log.warning("tiles: original %s is gone; the site shows its thumbnail", source)
@@ -71,6 +95,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         similar,
         cell,
         settings.background,
+        top_classes=picture_classes(ws, [r["content_hash"] for r in items], settings.model),
+        arrangements=arranged,
     )
     link_thumbs(ws, tmp / "thumbs", items)
     at_cell = {r["row"] * grid.cols + r["col"]: r for r in items}
@@ -95,6 +121,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             "rows": grid.rows,
             "cols": grid.cols,
             "zoom_levels": levels,
+            "arrangements": len(arranged),
             "render_errors": len(errors),
             "originals_missing": len(missing),
         },
@@ -106,6 +133,6 @@ STAGE = Stage(
     name="tiles",
     depends=("grid", "cluster", "neighbours"),
     run=run,
-    version=5,  # detail fields from ingest's shown columns; cells that fail are listed
+    version=6,  # facets, picture classes, other arrangements, item paths
     doc="Render the tile pyramid and write the viewer site.",
 )
