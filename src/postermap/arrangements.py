@@ -119,7 +119,8 @@ def arrange_items(
     map_aspect: float,
 ) -> Arrangement:
     """The wall of ``items`` (catalog rows in item order, layout positions ``xy``) by the
-    bins of numeric ``column`` (raises ValueError when it is not numeric)."""
+    bins of ``column`` (numeric, or a category: see :func:`facet_bins`; raises ValueError
+    for any other column)."""
     from postermap.facets import facet_bins
 
     # a bin at least two columns wide on a wall of the similarity map's width
@@ -146,7 +147,7 @@ def arrange_map(
 ) -> list[Arrangement]:
     """One wall per comma-separated name in ``columns`` of the map's ``items`` (catalog rows
     in item order), in the similarity map's shape; raises ValueError naming a column that
-    is not numeric."""
+    can be neither."""
     row_of = {image_id: i for i, image_id in enumerate(layout.ids.tolist())}
     xy = turned(layout.xy[[row_of[r["id"]] for r in items]], grid.angle)
     aspect = grid.cols * cell[0] / (grid.rows * cell[1])

@@ -207,14 +207,20 @@ def facet_bins(
 ) -> tuple[np.ndarray, list[str]]:
     """Per item, its bin of numeric ``column`` (-1 = no value) and each bin's label: one
     bin per year of a year column, the histogram's bins otherwise, so a column of the
-    wall is a bar of the facet. With ``max_bins``, bins are widened (years to 2, 5, 10,
+    wall is a bar of the facet; a category column gets one bin per value (an image with
+    several, in the bin of its first). With ``max_bins``, bins are widened (years to 2, 5, 10,
     20, ... years; histogram bins merged in runs) until at most that many hold images: a
     small collection spread over a century gets decades, not a column per lonely year."""
     values = [_text(item.get(column)) for item in items]
     facet = type_column(column, values)
-    if facet is None or facet.spec["kind"] == "category":
-        raise ValueError(f"column {column!r} is not numeric (or not in the metadata)")
+    if facet is None:
+        raise ValueError(
+            f"column {column!r} is neither numeric nor a category of at most {MAX_VALUES} "
+            f"values (or not in the metadata)"
+        )
     spec = facet.spec
+    if spec["kind"] == "category":
+        return _category_bins(values, spec["values"], max_bins)
     numbers = numeric_values(items, column)
     known = ~np.isnan(numbers)
     edges = np.asarray(spec["edges"], dtype=np.float64)
@@ -242,4 +248,16 @@ def facet_bins(
     bins[known] = np.clip(
         np.searchsorted(edges, numbers[known], side="right") - 1, 0, len(edges) - 2
     )
+    return bins, labels
+
+
+def _category_bins(
+    values: list[str | None], ordered: list[str], max_bins: int | None
+) -> tuple[np.ndarray, list[str]]:
+    """Bins of a category column: its values by count, the rarest ones merged into
+    "other" beyond ``max_bins``."""
+    keep = len(ordered) if max_bins is None or len(ordered) <= max_bins else max(1, max_bins - 1)
+    code = {value: min(k, keep) for k, value in enumerate(ordered)}
+    bins = np.array([code[_split(v)[0]] if _split(v) else -1 for v in values], dtype=np.int64)
+    labels = ordered[:keep] + (["other"] if keep < len(ordered) else [])
     return bins, labels

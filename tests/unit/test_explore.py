@@ -64,8 +64,16 @@ def test_year_bins_widen_to_fit_the_wall():
     assert len(labels) == 100 and bins[5] == 5
     bins, labels = facet_bins(items, "year", max_bins=10)
     assert labels[0] == "1900–1909" and bins[15] == 1 and len(set(bins.tolist())) == 10
-    with pytest.raises(ValueError, match="not numeric"):
-        facet_bins([{"genre": "a"}, {"genre": "b"}], "genre")
+    with pytest.raises(ValueError, match="neither numeric nor a category"):
+        facet_bins([{"title": f"t{i}"} for i in range(10)], "title")
+
+
+def test_a_category_column_bins_by_value_rarest_merged():
+    items = [{"genre": g} for g in ["a|b"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + [""]]
+    bins, labels = facet_bins(items, "genre")
+    assert labels == ["b", "a", "c", "d"] and bins[0] == 1 and bins[-1] == -1
+    bins, labels = facet_bins(items, "genre", max_bins=3)
+    assert labels == ["b", "a", "other"] and bins[-2] == 2
 
 
 def test_wall_is_gapless_but_for_the_foot_of_each_bin():

@@ -1058,7 +1058,7 @@
     const m = state.manifest, map = state.map, arr = state.arr;
     const parts = [];
     const p = map.project(map.getCenter(), arr.maxZoom);
-    parts.push("v=" + p.x.toFixed(1) + "," + p.y.toFixed(1) + "," + map.getZoom());
+    parts.push("v=" + p.x.toFixed(2) + "," + p.y.toFixed(2) + "," + map.getZoom());
     if (arr.name !== "similarity") parts.push("a=" + encodeURIComponent(arr.name));
     if (state.current >= 0 && !$("details").hidden) parts.push("i=" + state.current);
     else if (state.current >= 0) parts.push("k=" + state.current);
