@@ -393,8 +393,8 @@ class Settings:
     )
     arrange: str | None = setting(
         None,
-        "also arrange the map by a numeric column, e.g. `year`: a wall whose columns are its "
-        "bins, each ordered by similarity (comma-separated for several); the viewer switches",
+        "also arrange the map by a column, e.g. `year`: a wall whose columns are its bins (or "
+        "a category's values), each ordered by similarity; comma-separated for several",
         stages=("tiles",),
         check=lambda v: None if all(p.strip() for p in v.split(",")) else "must name columns",
         metavar="COLUMN",
