@@ -568,17 +568,23 @@ def _is_short_write(err: OSError) -> bool:
 
 def describe_write_error(path: Path, err: OSError) -> str:
     """One line saying which path could not be written, why, and what is left."""
+    free_bytes = None
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(path.parent if path.parent.exists() else path.anchor)
+        free_bytes = stat.f_bavail * stat.f_frsize
+    short = (
+        "the disk is full"
+        if free_bytes is not None and free_bytes < 1_000_000
+        else ("the write was cut short (a file size limit?)")
+    )
     why = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
         errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission denied",
         errno.EFBIG: "the file is larger than this file system or ulimit allows",
-    }.get(err.errno or 0, err.strerror or f"the write was cut short ({err})")
-    free = ""
-    with contextlib.suppress(OSError):
-        stat = os.statvfs(path.parent if path.parent.exists() else path.anchor)
-        free = f" ({stat.f_bavail * stat.f_frsize / 1e6:,.1f} MB free there)"
+    }.get(err.errno or 0, err.strerror or f"{short}: {err}")
+    free = "" if free_bytes is None else f" ({free_bytes / 1e6:,.1f} MB free there)"
     return (
         f"cannot write {path}: {why}{free}. Nothing half-written was kept; free space "
         f"or fix the permissions, then run the same command again to resume"
