@@ -373,6 +373,7 @@ def test_nothing_new_is_loaded_before_first_use(page):
         "/data/facets/",
         "/data/classes/",
         "/arrangements/",
+        "/data/rows/",
         "imagenet-concepts",
         "/data/items/",
         "/data/search.json",

@@ -133,6 +133,6 @@ STAGE = Stage(
     name="tiles",
     depends=("grid", "cluster", "neighbours"),
     run=run,
-    version=6,  # facets, picture classes, other arrangements, item paths
+    version=7,  # facets, picture classes, other arrangements, item paths, export rows
     doc="Render the tile pyramid and write the viewer site.",
 )

@@ -296,6 +296,7 @@
     list.replaceChildren();
     if (!query) {
       state.searchPass = null;
+      $("search-status").textContent = "";
       return update().then(() => { if (!opts.quiet) writeHash(false); return []; });
     }
     return Promise.all([searchIndex(), conceptHits(query)]).then(([rows, concept]) => {
@@ -906,10 +907,24 @@
     container.addEventListener("pointercancel", finish, true);
   }
 
-  // Rows of the selection's items, fetching the shards they are in.
+  // Rows of the selection's items for export ({id, title, path, cluster, meta}), from the
+  // light row shards (data/rows: no neighbour lists), each fetched once.
+  function exportRow(index) {
+    const size = state.manifest.shardSize;
+    const shard = Math.floor(index / size);
+    if (!state.rowShards) state.rowShards = new Map();
+    if (!state.rowShards.has(shard)) {
+      state.rowShards.set(shard, fetchJSON("data/rows/" + String(shard).padStart(5, "0") + ".json"));
+    }
+    return state.rowShards.get(shard).then((rows) => {
+      const [id, title, path, cluster, meta] = rows[index - shard * size];
+      return { id, title, path, cluster, meta };
+    });
+  }
+
   function selectionRows() {
     if (!state.picked) return Promise.resolve([]);
-    return Promise.all([...state.picked.items].map(item));
+    return Promise.all([...state.picked.items].map(exportRow));
   }
 
   function csvField(v) {
@@ -922,7 +937,7 @@
       const fields = state.manifest.fields;
       const lines = [["id", "title", "path", "cluster", ...fields].map(csvField).join(",")];
       for (const it of rows) {
-        lines.push([it.id, it.title, it.path || it.file, it.cluster,
+        lines.push([it.id, it.title, it.path, it.cluster,
           ...fields.map((f) => it.meta[f])].map(csvField).join(","));
       }
       return lines.join("\n") + "\n";
@@ -1313,7 +1328,7 @@
       manifest.count.toLocaleString() + " images, " + manifest.clusters.length + " clusters";
     window.postermap = { map, state, select, runSearch, highlightCluster, openGallery,
       setFilter, switchArrangement, pick, clearPick, selectionCSV, selectionTOML,
-      applyHash, closeCluster, update };
+      applyHash, closeCluster, update, itemsInRect };
     const restore = location.hash.length > 1 ? applyHash(location.hash) : Promise.resolve();
     restore.then(() => {
       state.ready = true;
