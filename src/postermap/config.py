@@ -335,6 +335,13 @@ class Settings:
         stages=("cluster",),
         choices=("rmac", "avg"),
     )
+    cluster_cells: int = setting(
+        8,
+        "louvain: salient mid-level cells per image that link images sharing a small motif "
+        "(0: link by the whole picture only)",
+        stages=("cluster",),
+        check=within(0, 8),
+    )
     cluster_neighbours: int = setting(
         20,
         "louvain: links per image in the kNN graph",

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Per shard: position in the shard -> why that image has no features (zeros stand in).
 Failures = dict[int, str]
-#: Per shard: extra pooling name -> (n, dim) float16 rows (see ``Embedder.extras``).
+#: Per shard: extra pooling name -> (n, *shape) float16 rows (see ``Embedder.extras``).
 Extras = dict[str, np.ndarray]
 #: dtype of the extra poolings: they are only clustered on (after a PCA), so half
 #: precision halves their disk and memory-map footprint at no measurable cost
@@ -120,7 +120,8 @@ def embed_shard(
 
 def _allocate(embedder: Embedder, n: int) -> tuple[np.ndarray, Extras]:
     out = np.zeros((n, embedder.dim), dtype=np.float32)
-    return out, {name: np.zeros((n, embedder.dim), EXTRA_DTYPE) for name in embedder.extras}
+    extras = embedder.extras
+    return out, {name: np.zeros((n, *shape), EXTRA_DTYPE) for name, shape in extras.items()}
 
 
 def _embed_batch(

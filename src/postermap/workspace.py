@@ -317,10 +317,15 @@ class Workspace:
         aligned with ``embeddings.npy``."""
         return self.embed_dir / f"{name}.npy"
 
-    def write_extra_features(self, name: str, parts: list[Path], rows: int, dim: int) -> None:
-        """Join the pooling's shard ``parts`` (in embeddings order) without holding them."""
+    def write_extra_features(
+        self, name: str, parts: list[Path], rows: int, shape: tuple[int, ...]
+    ) -> None:
+        """Join the pooling's shard ``parts`` (in embeddings order, ``shape`` per image)
+        without holding them in memory."""
         with atomic_path(self.extra_features_path(name)) as tmp:
-            merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(rows, dim))
+            merged = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float16, shape=(rows, *shape)
+            )
             with open(tmp, "r+b") as fh:  # claim the space now (SIGBUS under a full disk)
                 os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
             offset = 0

@@ -43,20 +43,23 @@ def test_features_carry_imagenet_meaning(emoji_images):
     assert probabilities.max() > 0.5
 
 
-def test_one_pass_gives_features_and_the_regional_max_pool(emoji_images):
-    """The export's second output (the last feature map) matches PyTorch, the features are
-    the same as without it, and the R-MAC pooling comes from that map."""
-    from postermap.embedders.pooling import rmac
+def test_one_pass_gives_features_and_the_cluster_poolings(emoji_images):
+    """The export's other outputs (the last and a mid-level feature map) match PyTorch,
+    the features are the same as without them, and the cluster stage's poolings (R-MAC,
+    salient cells) come from those maps."""
+    from postermap.embedders.pooling import rmac, salient_cells
 
     model = EfficientNetLite0(backend="onnx")
     paths = sorted(emoji_images.glob("*.png"))[::500][:6]
     batch = np.stack([model.preprocess(load_image(p)) for p in paths])
-    features, maps = model.feature_maps(batch)
-    torch_features, torch_maps = model.maps_torch(normalise_batch(batch))
-    assert maps.shape == (len(paths), 1280, 7, 7)
-    assert np.abs(maps - torch_maps).max() < EXPORT_TOLERANCE
-    assert np.abs(features - torch_features).max() < EXPORT_TOLERANCE
+    features, maps, mid = model.feature_maps(batch)
+    torch_outputs = model.maps_torch(normalise_batch(batch))
+    assert maps.shape == (len(paths), 1280, 7, 7) and mid.shape == (len(paths), 112, 14, 14)
+    for got, expected in zip((features, maps, mid), torch_outputs, strict=True):
+        assert np.abs(got - expected).max() < EXPORT_TOLERANCE
     same, extras = model.embed_with_extras(batch)
     assert np.array_equal(same, model.embed(batch))
-    assert set(extras) == set(model.extras) == {"rmac"}
+    assert set(extras) == set(model.extras) == {"rmac", "cells"}
     assert np.allclose(extras["rmac"], rmac(maps))
+    assert extras["cells"].shape == (len(paths), *model.extras["cells"])
+    assert np.allclose(extras["cells"], salient_cells(mid, model.extras["cells"][0]))

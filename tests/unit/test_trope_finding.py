@@ -157,3 +157,31 @@ def test_names_are_what_is_distinctive_not_what_every_image_is(seed):
     assert names[1][0] == "sports car"
     assert 2 not in names  # no class stands out: no class name
     assert all("website" not in v for v in names.values())
+
+
+def test_cell_graph_links_images_that_share_one_small_motif():
+    """15 of 200 images share one cell (a small motif) among 8 unrelated ones, at any
+    position: their strongest links are to each other, and Louvain on the cell graph puts
+    them in one cluster."""
+    from postermap.clustering import cell_graph
+
+    rng = np.random.default_rng(0)
+    cells = rng.normal(size=(200, 8, 48)).astype(np.float32)
+    motif = rng.normal(size=48).astype(np.float32) * 2
+    sharing = np.arange(15)
+    for i in sharing:
+        cells[i, rng.integers(0, 8)] = motif + rng.normal(scale=0.2, size=48)
+    graph = cell_graph(cells, None, 8, neighbours=10)
+    assert graph.shape == (200, 200) and (graph != graph.T).nnz == 0
+    dense = graph.toarray()
+    for i in sharing:
+        top = np.argsort(-dense[i])[:10]
+        assert np.isin(top, sharing).mean() >= 0.9
+    labels = find_clusters(
+        rng.normal(size=(200, 8)), "louvain", neighbours=10, extra_graph=graph, density=0.06
+    )
+    best = Counter(labels[sharing].tolist()).most_common(1)[0]
+    assert best[0] >= 0 and best[1] >= 13
+    # rows select and order the images
+    sub = cell_graph(cells, np.arange(100)[::-1], 8, neighbours=10)
+    assert sub.shape == (100, 100)

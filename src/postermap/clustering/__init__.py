@@ -2,6 +2,8 @@
 
 * :mod:`.find` — Louvain communities of a kNN graph in the embedding space (default), or
   HDBSCAN / DBSCAN in the 2-D layout or the embedding space; labels by size, noise -1.
+* :mod:`.cells` — the second half of the default graph: images linked by their
+  best-matching salient cells (small motifs).
 * :mod:`.score` — per cluster: size, CNN cohesion, colour cohesion and an
   interestingness score that ranks semantic tropes above colour-only groups.
 * :mod:`.names` — names from what is distinctive for a cluster against the whole
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+from postermap.clustering.cells import cell_graph
 from postermap.clustering.find import (
     EMBEDDING_DIMS,
     GRAPH_DIMS,
@@ -35,6 +38,7 @@ __all__ = [
     "GRAPH_DIMS",
     "ClusterInfo",
     "auto_name",
+    "cell_graph",
     "cluster_members",
     "clusters_csv",
     "describe_clusters",

@@ -18,12 +18,13 @@ def available() -> list[str]:
     return sorted(_factories())
 
 
-def extras_of(name: str) -> tuple[str, ...]:
-    """The extra poolings model ``name`` stores beside its features, without loading it."""
+def extras_of(name: str) -> dict[str, tuple[int, ...]]:
+    """The extra poolings (name -> shape per image) model ``name`` stores beside its
+    features, without loading it."""
     factories = _factories()
     if name not in factories:
         raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(factories))}")
-    return tuple(getattr(factories[name], "extras", ()))
+    return dict(getattr(factories[name], "extras", {}))
 
 
 def get_embedder(name: str, threads: int | None = None) -> Embedder:

@@ -17,9 +17,9 @@ class Embedder(Protocol):
 
     name: str
     dim: int
-    #: names of the extra poolings ``embed_with_extras`` returns (stored as
-    #: ``embed/<name>.npy``; the cluster stage reads ``rmac``), empty if none
-    extras: tuple[str, ...]
+    #: the extra poolings ``embed_with_extras`` returns, name -> shape per image (stored
+    #: as ``embed/<name>.npy``; the cluster stage reads ``rmac`` and ``cells``), or none
+    extras: dict[str, tuple[int, ...]]
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image -> uint8 HWC array at the model's input size. Runs in the decode
@@ -29,8 +29,8 @@ class Embedder(Protocol):
         """uint8 NHWC batch -> float32 (N, dim) penultimate-layer features."""
 
     def embed_with_extras(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The features and ``{name: float32 (N, dim)}`` for each of ``extras``, from the
-        same forward pass."""
+        """The features and ``{name: float32 (N, *shape)}`` for each of ``extras``, from
+        the same forward pass."""
 
 
 #: ImageNet channel statistics, which both built-in models were trained with

@@ -5,15 +5,18 @@ classifier: the layer image-similarity tools (PixPlot, the founding run's Incept
 use. Images are squashed to 224x224 rather than centre-cropped, so a poster's whole
 composition counts, not just its middle.
 
-The same forward pass also yields the last feature map (1280 x 7 x 7), from which
-:func:`~postermap.embedders.pooling.rmac` computes the regional max-pooled vector the
-cluster stage reads (``extras``): a second pass over the images would double the cost of
-the slowest stage, a second pooling of the map costs next to nothing.
+The same forward pass also yields the last feature map (1280 x 7 x 7) and a mid-level
+one (the 112-channel 14 x 14 output of block ``MID_BLOCK``), from which the cluster stage's
+poolings are computed (``extras``): :func:`~postermap.embedders.pooling.rmac` of the last
+map, and the ``SALIENT_CELLS`` strongest cells of the mid-level map
+(:func:`~postermap.embedders.pooling.salient_cells`), which still tell a small motif from
+what surrounds it. A second pass over the images would double the cost of the slowest
+stage; these poolings cost next to nothing.
 
 Inference runs in ONNX Runtime: on first use the PyTorch model is exported with the
 dynamo exporter to ``~/.cache/postermap/`` (keyed by the weights file and torch version),
-with two outputs (the pooled features and the map), and the export is accepted only if
-both match PyTorch's on a fixed batch (largest absolute difference below
+with three outputs (the pooled features and the two maps), and the export is accepted
+only if all match PyTorch's on a fixed batch (largest absolute difference below
 ``EXPORT_TOLERANCE``). Measured on this 2-core machine,
 ONNX Runtime is several times faster than PyTorch eager for this model (see README).
 ``POSTERMAP_EMBED_BACKEND=torch`` forces PyTorch.
@@ -32,12 +35,18 @@ import numpy as np
 from PIL import Image
 
 from postermap.embedders.base import normalise_batch, resize_square, softmax_classifier
-from postermap.embedders.pooling import rmac
+from postermap.embedders.pooling import rmac, salient_cells
 from postermap.workspace import atomic_path
 
 log = logging.getLogger(__name__)
 
 EXPORT_TOLERANCE = 1e-3
+#: the block whose output is the mid-level map: the last of the 112-channel stage, at
+#: 1/16 of the input (14 x 14 cells of 16 px for a 224 px input)
+MID_BLOCK = 10
+#: mid-level cells kept per image (see pooling.salient_cells)
+SALIENT_CELLS = 8
+MID_CHANNELS = 112
 
 
 class EfficientNetLite0:
@@ -46,8 +55,8 @@ class EfficientNetLite0:
     name = "efficientnet-lite0"
     dim = 1280
     input_size = 224
-    #: poolings of the last feature map stored beside the features (see embed_with_extras)
-    extras = ("rmac",)
+    #: poolings stored beside the features (name -> shape per image; see embed_with_extras)
+    extras = {"rmac": (1280,), "cells": (SALIENT_CELLS, MID_CHANNELS)}
 
     def __init__(self, backend: str | None = None, threads: int | None = None) -> None:
         import torch
@@ -79,29 +88,29 @@ class EfficientNetLite0:
     def embed_with_extras(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(features, {name: pooled (N, dim)} for every name in ``extras``) of a uint8 NHWC
         batch, from one forward pass."""
-        features, maps = self.feature_maps(batch)
-        return features, {"rmac": rmac(maps)}
+        features, maps, mid = self.feature_maps(batch)
+        return features, {"rmac": rmac(maps), "cells": salient_cells(mid, SALIENT_CELLS)}
 
-    def feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(average-pooled features (N, 1280), last feature map (N, 1280, 7, 7)) of a uint8
-        NHWC batch."""
+    def feature_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(average-pooled features (N, 1280), last feature map (N, 1280, 7, 7), mid-level
+        map (N, 112, 14, 14)) of a uint8 NHWC batch."""
         batch = normalise_batch(batch)
         if self._session is not None:
-            features, maps = self._session.run(None, {"x": batch})
-            return features.astype(np.float32), maps.astype(np.float32)
+            features, maps, mid = self._session.run(None, {"x": batch})
+            return features.astype(np.float32), maps.astype(np.float32), mid.astype(np.float32)
         return self.maps_torch(batch)
 
     def embed_torch(self, batch: np.ndarray) -> np.ndarray:
         """Features of a float32 NCHW (already normalised) batch in PyTorch eager."""
         return self.maps_torch(batch)[0]
 
-    def maps_torch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(features, feature map) of a float32 NCHW (normalised) batch in PyTorch eager."""
+    def maps_torch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, feature map, mid-level map) of a float32 NCHW (normalised) batch in
+        PyTorch eager."""
         torch = self._torch
         with torch.inference_mode():
-            maps = self.model.extract_features(torch.from_numpy(batch))
-            features = maps.mean(dim=(2, 3))
-            return features.numpy().astype(np.float32), maps.numpy().astype(np.float32)
+            outputs = _pooled_features(self.model)(torch.from_numpy(batch))
+            return tuple(o.numpy().astype(np.float32) for o in outputs)
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """ImageNet class probabilities (N, 1000) from stored penultimate features: the
@@ -126,8 +135,8 @@ class EfficientNetLite0:
     def _exported_model(self) -> Path:
         """The verified ONNX export (made once per weights file and torch version)."""
         torch = self._torch
-        # v3: two outputs (features, feature map)
-        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v3".encode())
+        # v4: three outputs (features, feature map, mid-level map)
+        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v4".encode())
         cache = Path(os.environ.get("POSTERMAP_CACHE", Path.home() / ".cache" / "postermap"))
         path = cache / f"efficientnet-lite0-{key.hexdigest()[:12]}.onnx"
         if path.exists():
@@ -152,8 +161,9 @@ class EfficientNetLite0:
 
 
 def _pooled_features(model):
-    """A torch module mapping an image batch to (pooled features, last feature map): what
-    gets exported."""
+    """A torch module mapping an image batch to (pooled features, last feature map,
+    mid-level map): what gets exported. The layers run as in the package's
+    ``extract_features`` (which returns only the last map)."""
     import torch
 
     class PooledFeatures(torch.nn.Module):
@@ -162,8 +172,16 @@ def _pooled_features(model):
             self.model = model
 
         def forward(self, x):
-            maps = self.model.extract_features(x)
-            return maps.mean(dim=(2, 3)), maps
+            m = self.model
+            x = m._swish(m._bn0(m._conv_stem(x)))
+            mid = x
+            rate = m._global_params.drop_connect_rate
+            for idx, block in enumerate(m._blocks):
+                x = block(x, drop_connect_rate=rate * idx / len(m._blocks) if rate else rate)
+                if idx == MID_BLOCK:
+                    mid = x
+            maps = m._swish(m._bn1(m._conv_head(x)))
+            return maps.mean(dim=(2, 3)), maps, mid
 
     return PooledFeatures()
 

@@ -294,7 +294,7 @@ class InceptionV3:
     name = "inception-v3"
     dim = 2048
     input_size = 299
-    extras: tuple[str, ...] = ()  # the cluster stage falls back to the features
+    extras: dict[str, tuple[int, ...]] = {}  # none: the cluster stage uses the features
 
     def __init__(self, threads: int | None = None, weights: Path | None = None) -> None:
         import torch

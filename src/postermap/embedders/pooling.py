@@ -10,10 +10,16 @@ a pooling that keeps the strongest local evidence of each channel instead:
   square regions at three scales (the whole map, 2x2 and 3x3 overlapping windows), each
   region's vector scaled to unit length, summed. A motif that fills one region counts
   as much as the background that fills another, wherever it sits.
+* :func:`salient_cells` — the few cells of a mid-level map (14 x 14, 16 px cells) with
+  the strongest activation, kept as they are. A small motif (an eyeball a tenth of the
+  poster wide) fills one or two such cells and is among the strongest; pooled with the
+  rest of the picture it is lost. The cluster stage matches images by their best pair of
+  salient cells.
 * :func:`gem` and :func:`max_pool` — generalised-mean and maximum pooling of the whole map,
   measured against R-MAC in ``benchmarks/clusters.py``.
 
-All take the map as (N, C, H, W) float32 and return (N, C) float32. They are computed
+All take the map as (N, C, H, W) float32 and return (N, C) float32 (``salient_cells``:
+(N, m, C)). They are computed
 from the same forward pass as the average pool (the model exports both outputs).
 """
 
@@ -59,3 +65,15 @@ def gem(maps: np.ndarray, p: float = 3.0) -> np.ndarray:
 def max_pool(maps: np.ndarray) -> np.ndarray:
     """Maximum of every channel over the whole map."""
     return np.asarray(maps, dtype=np.float32).max(axis=(2, 3))
+
+
+def salient_cells(maps: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` cells of each map with the largest L2 norm over channels, strongest first:
+    (N, C, H, W) -> (N, m, C) float32."""
+    maps = np.asarray(maps, dtype=np.float32)
+    n, c = maps.shape[:2]
+    cells = maps.reshape(n, c, -1).transpose(0, 2, 1)  # N, cells, C
+    m = min(m, cells.shape[1])
+    norms = np.linalg.norm(cells, axis=2)
+    top = np.argsort(-norms, axis=1, kind="stable")[:, :m]
+    return np.take_along_axis(cells, top[:, :, None], axis=1)

@@ -1,8 +1,11 @@
 """Cluster: find the visual tropes, score, name and curate them.
 
-By default clusters are Louvain communities of a kNN graph in the embedding space of the
-regional max-pooled features the embed stage stored beside the features (``rmac``, PCA-32
-whitened); HDBSCAN or DBSCAN, and the 2-D layout, remain as options. See
+By default clusters are Louvain communities of a graph that links every image to its
+most similar images twice over: by the whole picture (a kNN graph of the regional
+max-pooled features, ``embed/rmac.npy``, PCA-32 whitened) and by its best-matching
+salient cells (``embed/cells.npy``, see :mod:`postermap.clustering.cells`), which is
+what finds tropes of small motifs. HDBSCAN or DBSCAN, and the 2-D layout, remain as
+options. See
 :mod:`postermap.clustering` for finding, scoring and naming, :mod:`postermap.curation` for
 ``clusters.toml``. Outputs: the cluster table (id, cluster, cluster_name), the ranked
 cluster list and its per-image CSV export, and, the first time, the ``clusters.toml``
@@ -20,6 +23,7 @@ import pyarrow as pa
 from postermap.clustering import (
     EMBEDDING_DIMS,
     GRAPH_DIMS,
+    cell_graph,
     clusters_csv,
     describe_clusters,
     find_clusters,
@@ -43,6 +47,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         if settings.cluster_space == "layout"
         else _embedding_space(ws, settings, embeddings, rows)
     )
+    extra_graph = _cell_links(ws, settings, rows)
     labels = find_clusters(
         space,
         settings.cluster_method,
@@ -52,6 +57,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         selection=settings.hdbscan_selection,
         neighbours=settings.cluster_neighbours,
         density=settings.cluster_density,
+        extra_graph=extra_graph,
         seed=settings.seed,
     )
     id_list = layout.ids.tolist()
@@ -106,11 +112,32 @@ def _embedding_space(
     return whiten(space) if graph else space
 
 
+def _cell_links(ws: Workspace, settings: StageSettings, rows: np.ndarray):
+    """The salient-cell image graph (Louvain in the embedding space only), or None."""
+    if (
+        settings.cluster_method != "louvain"
+        or settings.cluster_space != "embedding"
+        or settings.cluster_cells == 0
+    ):
+        return None
+    cells = ws.read_extra_features("cells")
+    if cells is None:
+        log.info("cluster: model %s stores no salient cells; linking by features", settings.model)
+        return None
+    return cell_graph(
+        cells,
+        rows,
+        settings.cluster_cells,
+        neighbours=settings.cluster_neighbours,
+        seed=settings.seed,
+    )
+
+
 STAGE = Stage(
     name="cluster",
     depends=("reduce",),
     run=run,
-    version=4,  # Louvain on regional max-pooled features; names by lift
+    version=4,  # Louvain on R-MAC and salient-cell links; names by lift
     input_fingerprint=curation_fingerprint,
     doc="Find, score and name clusters (applies clusters.toml).",
 )

@@ -7,9 +7,9 @@ duplicates and find placeholder templates. The hashes (sorted) are cut into shar
 finished shard is reused by any later run that needs exactly those images, and a killed
 run resumes at the first missing shard. Output: the workspace's embeddings (float32,
 N x dim, memory-mappable) with the content hash of each row, and the model's extra
-poolings of the same forward pass (``embed/rmac.npy``, float16, same rows), which the
-cluster stage reads; each shard keeps them beside it (``NNNNN-<digest>.rmac.npy``), and a
-shard counts as done only with all of them.
+poolings of the same forward pass (``embed/rmac.npy``, ``embed/cells.npy``, float16, same
+rows), which the cluster stage reads; each shard keeps them beside it
+(``NNNNN-<digest>.rmac.npy``), and a shard counts as done only with all of them.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         _embed_todo(ws, settings, todo, lambda n: bar.advance(task, n))
     dim = int(np.load(shard_paths[0], mmap_mode="r").shape[1])
     ws.write_embeddings(ids, shard_paths, dim)
-    for name in extras:
-        ws.write_extra_features(name, [_extra_path(p, name) for p in shard_paths], len(ids), dim)
+    for name, shape in extras.items():
+        parts = [_extra_path(p, name) for p in shard_paths]
+        ws.write_extra_features(name, parts, len(ids), shape)
     failures = {}
     for shard_ids, path in zip(shards, shard_paths, strict=True):
         for position, reason in _read_failures(path).items():
@@ -164,7 +165,7 @@ def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
             _failures_path(path).unlink(missing_ok=True)
 
 
-def _remove_stale_extras(ws: Workspace, extras: tuple[str, ...]) -> None:
+def _remove_stale_extras(ws: Workspace, extras: dict[str, tuple[int, ...]]) -> None:
     """Poolings another model left behind would be read as this model's."""
     own = {ws.embeddings_path, ws.embedding_ids_path}
     for path in ws.embed_dir.glob("*.npy"):
@@ -176,6 +177,6 @@ STAGE = Stage(
     name="embed",
     depends=("ingest",),
     run=run,
-    version=4,  # + the extra poolings of the model (embed/rmac.npy)
+    version=5,  # + the extra poolings of the model (embed/rmac.npy, embed/cells.npy)
     doc="Compute CNN features for every distinct readable image.",
 )
