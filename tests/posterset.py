@@ -49,7 +49,10 @@ def stamps_root() -> Path:
         return root
     cache_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True)
+        if subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp).returncode != 0:
+            # a fresh machine has no package lists yet
+            subprocess.run(["apt-get", "update"], check=True)
+            subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True)
         deb = next(Path(tmp).glob("*.deb"))
         extract = Path(tmp) / "x"
         extract.mkdir()

@@ -476,3 +476,18 @@ def test_default_set_box_selection_csv_and_wall_by_category(emoji_page, emoji):
     assert emoji_page.evaluate("[...postermap.state.picked.items]") == picked
     wall = _manifest(emoji["ws"])["arrangements"][0]
     assert emoji_page.evaluate(OVERLAY) == [wall["cols"], wall["rows"], len(picked)]
+
+
+def test_an_open_cluster_combines_with_the_facets(page, posters):
+    items = _catalog(posters["ws"])
+    cluster = _manifest(posters["ws"])["clusters"][0]
+    page.locator("#cluster-list li .name").first.click()
+    page.wait_for_function(f"postermap.state.shown === {cluster['size']}", timeout=5_000)
+    members = [r for r in items if r["cluster"] == cluster["id"]]
+    facet = next(f for f in _manifest(posters["ws"])["facets"] if f["name"] == "genre")
+    for k, value in enumerate(facet["values"]):
+        chip = page.inner_text(f'.facet[data-facet="genre"] .chip[data-value="{k}"]')
+        assert chip == f"{value} {sum(value in r['genre'].split('|') for r in members)}"
+    assert f"c={cluster['id']}" in page.evaluate("location.hash")
+    page.click("#close-cluster")
+    page.wait_for_selector("#shown", state="hidden", timeout=5_000)

@@ -385,7 +385,10 @@
   // facet over the items that pass every *other* constraint; then repaint.
   function update() {
     const m = state.manifest, facets = m.facets || [];
-    const needData = state.filters.size > 0;
+    // every facet's counts follow the filters, the search and the open cluster, so the
+    // facets' values are fetched as soon as any of them narrows the map
+    const needData = facets.length > 0 &&
+      (state.filters.size > 0 || !!state.searchPass || !!state.clusterPass);
     const loading = needData ? Promise.all(facets.map(facetData)) : Promise.resolve([]);
     return loading.then((datas) => {
       const t0 = performance.now();
