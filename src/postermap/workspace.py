@@ -55,6 +55,12 @@ from postermap.errors import StageOrderError, WorkspaceBusyError, WorkspaceWrite
 log = logging.getLogger(__name__)
 
 MARKER_VERSION = 1
+#: mode of every file written: what the user's umask allows of rw-rw-rw- (mkstemp's 0600
+#: would hide the site from a web server running as another user)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 #: schema metadata key of the columns a person should see (see Workspace.write_table)
 SHOWN_COLUMNS_KEY = "postermap.shown_columns"
 
@@ -534,6 +540,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with write_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+            os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600: the site is read by web servers
             os.close(fd)
             tmp = Path(tmp_name)
             yield tmp

@@ -60,3 +60,14 @@ def test_unknown_setting_is_named(tmp_path):
     toml.write_text("perplexty = 12.0\n")
     with pytest.raises(SettingsError, match="perplexty"):
         Settings.load(toml)
+
+
+def test_written_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "site" / "index.json"
+    atomic_write_text(target, "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

@@ -1251,7 +1251,9 @@
     const arr = state.similarity = similarity(manifest);
     state.arr = arr;
     const map = L.map("map", { crs: L.CRS.Simple, minZoom: 0, maxZoom: arr.maxZoom + 2,
-      zoomSnap: 0.25, fullscreenControl: true, attributionControl: false, boxZoom: false,
+      // no zoom snapping: the first view fits the map to the window exactly (snapping to
+      // quarter levels left up to 16 % of each side empty)
+      zoomSnap: 0, fullscreenControl: true, attributionControl: false, boxZoom: false,
       keyboard: false });
     state.map = map;
     const select_ = $("arrangement");
