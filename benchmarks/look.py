@@ -20,7 +20,7 @@ look/), then:
 * the grid cost (squared distances, min-max normalised layout, as everywhere) of this
   grid and of the previous design's grid on the same layout, and the mean distance in
   cells an image moved from its layout position, for both;
-* a screenshot of the first view, written to docs/look-<set>.png.
+* a screenshot of the first view, written to docs/look-<set>.jpg.
 
 Sets: ``emoji`` (the default set, square), ``clipart-posters`` and ``icon-posters``
 (tests/heldout: 2:3 and 27:40 posters), ``mixed`` (OpenMoji's square emoji and the 2:3
@@ -163,7 +163,7 @@ def viewport_fill(ws: Workspace, shot: Path) -> float:
                 const h = Math.max(0, Math.min(b.y, H) - Math.max(a.y, 0));
                 return w * h / (W * H); })()""")
             DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(shot))
+            page.screenshot(path=str(shot), type="jpeg", quality=82)
             browser.close()
     finally:
         server.shutdown()
@@ -212,7 +212,7 @@ def measure(name: str, source: Path) -> dict:
         "previous_background_share": float(
             np.mean([1 - content_share(w, h, 1, 1) for w, h in dims])
         ),
-        "viewport_fill": viewport_fill(ws, DOCS / f"look-{name}.png"),
+        "viewport_fill": viewport_fill(ws, DOCS / f"look-{name}.jpg"),
         "previous_viewport_fill": previous_fill(old_cols / old_rows),
         "grid_cost": grid_cost(xy_new, new_cells, grid.rows, grid.cols),
         "previous_grid_cost": grid_cost(xy_old, old, old_rows, old_cols),
