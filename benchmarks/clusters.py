@@ -110,6 +110,9 @@ def build(name: str, seed: int) -> Path:
 
 
 def run_pipeline(source: Path, ws: Path) -> Workspace:
+    """Run (or bring up to date) the workspace with today's defaults: a workspace keeps the
+    settings it was run with, so those are forgotten first."""
+    (ws / "settings.json").unlink(missing_ok=True)
     result = CliRunner().invoke(
         cli, ["run", str(source), "-o", str(ws), "--until", "cluster"], catch_exceptions=False
     )
@@ -211,7 +214,7 @@ def pca30(x: np.ndarray) -> np.ndarray:
     return Projection.fit(x, None, EMBEDDING_DIMS, SEED, renormalise=False).transform(x)
 
 
-def louvain(space: np.ndarray, cells: np.ndarray | None = None, used: int = 8) -> np.ndarray:
+def louvain(space: np.ndarray, cells: np.ndarray | None = None, used: int = 4) -> np.ndarray:
     """Louvain as the stage runs it; with ``cells``, on the whole-picture kNN graph
     averaged with the salient-cell graph of the first ``used`` cells."""
     extra = None if cells is None else cell_graph(cells, None, used, neighbours=20, seed=SEED)
@@ -226,7 +229,7 @@ def cells_only(d: SetData) -> np.ndarray:
 
     from postermap.clustering.find import prune_members
 
-    graph = cell_graph(d.features["cells"], None, 8, neighbours=20, seed=SEED)
+    graph = cell_graph(d.features["cells"], None, 4, neighbours=20, seed=SEED)
     n = graph.shape[0]
     louvain_ = Louvain(
         resolution=0.06 * n * n / max(graph.sum(), 1e-12),
@@ -267,15 +270,15 @@ VARIANTS: dict[str, tuple[Callable[[SetData], np.ndarray], bool]] = {
     "louvain / grey rmac": (lambda d: louvain(graph_space(d.features["grey_rmac"])), True),
     "louvain / rmac": (lambda d: louvain(graph_space(d.features["rmac"])), False),
     "louvain / salient cells": (cells_only, False),
-    "louvain / rmac + 4 salient cells": (
-        lambda d: louvain(graph_space(d.features["rmac"]), d.features["cells"], 4),
+    "louvain / rmac + 8 salient cells": (
+        lambda d: louvain(graph_space(d.features["rmac"]), d.features["cells"], 8),
         False,
     ),
-    "louvain / avg + 8 salient cells": (
+    "louvain / avg + 4 salient cells": (
         lambda d: louvain(graph_space(d.features["avg"]), d.features["cells"]),
         False,
     ),
-    "louvain / rmac + 8 salient cells (default)": (
+    "louvain / rmac + 4 salient cells (default)": (
         lambda d: louvain(graph_space(d.features["rmac"]), d.features["cells"]),
         False,
     ),
@@ -384,16 +387,33 @@ def cluster_scale(n: int, seed: int = 0) -> dict:
             arr.flush()
             del arr
             paths[name] = Path(tmp) / f"{name}.npy"
+        # salient cells: 8 per image, each near one of 20,000 "motifs" or random
+        motifs = rng.normal(size=(20_000, 112)).astype(np.float32)
+        cells_arr = np.lib.format.open_memmap(
+            Path(tmp) / "cells.npy", mode="w+", dtype=np.float16, shape=(n, 8, 112)
+        )
+        for start in range(0, n, 32_768):
+            m = min(32_768, n - start)
+            picked = motifs[rng.integers(0, len(motifs), (m, 8))]
+            cells_arr[start : start + m] = picked + rng.normal(scale=0.5, size=(m, 8, 112))
+        cells_arr.flush()
+        del cells_arr
         avg = np.load(paths["avg"], mmap_mode="r")
         rmac = np.load(paths["rmac"], mmap_mode="r")
+        cells = np.load(Path(tmp) / "cells.npy", mmap_mode="r")
         timings = {}
         start = time.perf_counter()
         projection = Projection.fit(rmac, None, GRAPH_DIMS, SEED, renormalise=False)
         space = whiten(projection.transform(rmac))
         timings["projection_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        labels = find_clusters(space, "louvain", neighbours=20, density=0.06, seed=SEED)
-        timings["louvain_s"] = time.perf_counter() - start
+        extra = cell_graph(cells, None, 4, neighbours=20, seed=SEED)
+        timings["cell_graph_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        labels = find_clusters(
+            space, "louvain", neighbours=20, density=0.06, extra_graph=extra, seed=SEED
+        )
+        timings["knn_graph_and_louvain_s"] = time.perf_counter() - start
         colour = rng.dirichlet(np.ones(48), size=n).astype(np.float32)
         start = time.perf_counter()
         describe_clusters(labels, avg, colour, seed=SEED)

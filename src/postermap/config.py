@@ -336,7 +336,7 @@ class Settings:
         choices=("rmac", "avg"),
     )
     cluster_cells: int = setting(
-        8,
+        4,
         "louvain: salient mid-level cells per image that link images sharing a small motif "
         "(0: link by the whole picture only)",
         stages=("cluster",),
