@@ -246,16 +246,16 @@ class Settings:
     )
     # -- clean -------------------------------------------------------------------------------
     near_cosine: float = setting(
-        0.88,
-        "CNN cosine similarity that confirms a near duplicate",
+        0.5,
+        "CNN cosine similarity below which two images are never compared as near duplicates",
         stages=("clean",),
         check=within(0, 1, open_low=True),
     )
-    near_phash: int = setting(
-        26,
-        "...together with at most this many differing perceptual-hash bits (of 64)",
+    near_layout: float = setting(
+        0.75,
+        "share of a picture's regions that must match its copy's (graphics: all of them)",
         stages=("clean",),
-        check=within(0, 64),
+        check=within(0, 1, open_low=True),
     )
     keep_near_duplicates: bool = setting(
         False, "flag near duplicates but keep them on the map", stages=("clean",)

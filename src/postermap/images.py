@@ -35,7 +35,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError, features
+from PIL import Image, ImageFile, ImageFilter, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,19 @@ def decode_image(
     a 2000x3000 poster wanted for a 256 px thumbnail decodes at 1/8 the pixels and several
     times faster. The returned image is then smaller than the reported size.
     """
+    image, size, _ = decode_with_alpha(source, max_pixels, at_least)
+    return image, size
+
+
+def decode_with_alpha(
+    source: Path | bytes, max_pixels: int = 120_000_000, at_least: int | None = None
+) -> tuple[Image.Image, tuple[int, int], Image.Image | None]:
+    """:func:`decode_image` plus the transparency it composited onto white: an ``L`` image
+    of the returned image's size, or None when the picture is opaque.
+
+    Ingest measures a transparent picture also as it would look on black: a white shape
+    on a transparent background is invisible on white but is no blank card.
+    """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         image, declared = _decode_with_pillow(stream, max_pixels, at_least)
@@ -192,14 +205,31 @@ def decode_image(
     method = _orientation(image)
     # Pure pixel work on a loaded image: a failure from here on is a bug, not a bad file.
     # Flattened before turning: a transposed copy loses ``info`` (palette transparency).
+    alpha = alpha_band(image)
     rgb = _as_rgb(image)
     if method is not None:
         rgb = rgb.transpose(method)
+        alpha = alpha.transpose(method) if alpha is not None else None
         if method in _SWAPS_SIDES:
             declared = (declared[1], declared[0])
     # Only a reduced-scale JPEG is smaller than its file; every other decoded image is the
     # file's own size (Pillow's TIFF decoder may already have turned it upright).
-    return rgb, declared if drafted else rgb.size
+    return rgb, declared if drafted else rgb.size, alpha
+
+
+def alpha_band(image: Image.Image) -> Image.Image | None:
+    """The opacity of ``image`` as an ``L`` image, or None when it is fully opaque (or has
+    no transparency at all). Any mode; 16-bit colour keys are left out (they only ever
+    hide whole grey levels)."""
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and not (
+        "transparency" in image.info and image.mode in ("1", "L", "P", "RGB")
+    ):
+        return None
+    if image.mode == "La":
+        alpha = image.getchannel("A")
+    else:
+        alpha = (image if image.mode == "RGBA" else image.convert("RGBA")).getchannel("A")
+    return None if alpha.getextrema() == (255, 255) else alpha
 
 
 def _decode_with_pillow(
@@ -294,7 +324,9 @@ def _vips():
     return pyvips
 
 
-def _decode_svg(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+def _decode_svg(
+    data: bytes, max_pixels: int
+) -> tuple[Image.Image, tuple[int, int], Image.Image | None]:
     """Render an SVG document at its own size (librsvg through libvips) onto white.
 
     The document is rendered from memory, without a base location, so it cannot pull in
@@ -312,7 +344,7 @@ def _decode_svg(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, i
         message = " ".join(str(err).split())
         raise ImageLoadError("undecodable", f"SVG: {message}") from err
     rgba = Image.frombuffer("RGBA", (vimage.width, vimage.height), pixels, "raw", "RGBA", 0, 1)
-    return flatten_to_rgb(rgba), (vimage.width, vimage.height)
+    return flatten_to_rgb(rgba), (vimage.width, vimage.height), alpha_band(rgba)
 
 
 def flatten_to_rgb(
@@ -516,32 +548,66 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 
 #: Version of :func:`image_stats`; part of ingest's part digests so a change re-inspects.
 #: 7: images are upright (EXIF), 16-bit scaled not clipped, edges measured per axis.
-STATS_VERSION = 7
+#: 8-14: content box, layout signature, flat and palette shares, pixel-block size,
+#:    sharpest edges among the non-flat pixels, transparent pictures measured on black too.
+STATS_VERSION = 14
+
+#: Side of the grey part of a layout signature, and of its two chroma planes.
+SIGNATURE_SIDE = 32
+CHROMA_SIDE = 16
+#: grey plane, two chroma planes, the content box (4 bytes), the colour around it (3 bytes)
+SIGNATURE_BYTES = SIGNATURE_SIDE**2 + 2 * CHROMA_SIDE**2 + 4 + 3
+#: an edge line of a picture counts as a margin when this share of its pixels lies within
+#: tolerance of its colour (JPEG noise, a frame's thin inner line); the tolerance is
+#: ``MARGIN_RELATIVE`` of each channel's spread over the picture, within
+#: ``MARGIN_FLOOR``..``MARGIN_TOLERANCE`` levels
+MARGIN_SHARE = 0.9
+MARGIN_RELATIVE = 0.2
+MARGIN_FLOOR = 4.0
+MARGIN_TOLERANCE = 12.0
 
 
-def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str, float | str]:
+def image_stats(
+    image: Image.Image, full: Image.Image | None = None, alpha: Image.Image | None = None
+) -> dict[str, float | str | bytes]:
     """Cheap measurements the clean stage judges "boring" images and near duplicates by.
 
-    ``image`` may be the thumbnail (every measure but ``row_repeat`` works on small copies
-    anyway, and shrinking once is cheaper than five times); ``full`` is the full-resolution
-    image for ``row_repeat`` (default: ``image``). At ingest this halves the time per image.
-    Any mode and size from 1x1 up is accepted (non-RGB images are flattened first); every
-    value is finite.
+    ``image`` may be the thumbnail (every measure but ``row_repeat`` and ``block`` works on
+    small copies anyway, and shrinking once is cheaper than five times); ``full`` is the
+    full-resolution image for those two (default: ``image``). ``alpha`` is the opacity
+    ``image`` was composited with (:func:`decode_with_alpha`, resized like ``image``), if
+    any: contrast and edges are then measured on white and on black and the larger value
+    kept, so a light shape on a transparent background is not taken for a blank card. At
+    ingest this halves the time per image. Any mode and size from 1x1 up is accepted
+    (non-RGB images are flattened first); every float is finite.
 
-    * ``phash``: 64-bit perceptual hash (imagehash), 16 hex digits, of the image with
-      uniform borders trimmed, so a letterboxed copy hashes like its original.
+    * ``phash``: 64-bit perceptual hash (imagehash), 16 hex digits, of the content box
+      (:func:`content_box`), so a letterboxed copy hashes like its original.
     * ``gray_std``: contrast of a 64x64 greyscale copy, 0..127.5; ~0 for a solid card.
     * ``detail``: mean absolute Laplacian of that copy, 0..2040; ~0 for smooth images.
     * ``edge_p99``: 99th percentile of the absolute Laplacian (0..2040) of a copy at most
       128 px per side (a shorter side keeps its own length: never enlarged, since an
-      upscaled small image has soft edges it does not have at its own size): the sharpest
-      edges anywhere. Low for solids, gradients and blurry upscales; high for a minimalist
-      poster, whose few crisp shapes and letters are enough.
+      upscaled small image has soft edges it does not have at its own size).
+    * ``edge_sharp``: the same percentile among the pixels of that copy that are not flat
+      (Laplacian of 2 or more): how sharp the edges are where there is anything at all.
+      Low for solids, gradients, fog and blurry upscales; high for a minimalist poster and
+      for one small crisp object on a plain field (which ``edge_p99`` misses: it covers
+      less than 1% of the pixels).
     * ``colours``: distinct colours (1..1024) in a 32x32 copy quantised to 5 bits per
       channel.
     * ``row_repeat``: 0..1; among full-resolution rows (and columns) that are not uniform,
-      the share identical to their neighbour: ~0 for photographs, ~1 for pixel-block
-      upscales.
+      the share identical to their neighbour.
+    * ``block``: side in pixels of the square blocks a pixel-block upscale repeats (rows
+      and columns change only on a regular lattice of that step), 1.0 for every other
+      image (:func:`block_size`). A flat design repeats rows too, but
+      its changes fall where its shapes end, not on a lattice: a striped flag or a bold
+      letter measures 1.
+    * ``flat``: 0..1, share of the content box (at most 128 px per side) that is perfectly
+      flat (Laplacian at most 1): ~0.8 for icons, emoji, logos and flat designs, below 0.5
+      for photographs, paintings and anything with grain.
+    * ``palette``: 0..1, share of the content box in its 8 commonest colours
+      (:func:`palette_share`): ~0.9 and up for drawings in flat colours, ~0.5 for photos.
+    * ``signature``: :func:`layout_signature` of the content box, :data:`SIGNATURE_BYTES`.
     * ``colour_hist``: 48-bin hue x saturation histogram (12 x 4, value ignored) of a
       32x32 copy, summing to 1: what "these share a colour scheme" is measured with.
 
@@ -551,25 +617,256 @@ def image_stats(image: Image.Image, full: Image.Image | None = None) -> dict[str
     import imagehash
 
     image = _as_rgb(image)
-    gray = image.convert("L")
-    g64 = np.asarray(gray.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
-    edge_size = (min(128, image.width), min(128, image.height))
-    g128 = np.asarray(gray.resize(edge_size, Image.Resampling.BILINEAR), dtype=np.float32)
+    contrast, edges = _contrast(image)
+    if alpha is not None and alpha.size == image.size:
+        # the same picture on black: white composite W = a*C + (1-a)*255, black = W - (1-a)*255
+        alpha_np = np.asarray(alpha, dtype=np.int16)[..., None]
+        on_white = np.asarray(image, dtype=np.int16)
+        on_black = np.clip(on_white - (255 - alpha_np), 0, 255).astype(np.uint8)
+        dark, _ = _contrast(Image.fromarray(on_black, "RGB"))
+        contrast = {key: max(value, dark[key]) for key, value in contrast.items()}
     small_image = image.resize((32, 32), Image.Resampling.BILINEAR)
     small = np.asarray(small_image)
     quantised = (small >> 3).reshape(-1, 3).astype(np.int32)
     colours = len(np.unique(quantised[:, 0] * 1024 + quantised[:, 1] * 32 + quantised[:, 2]))
     full_rgb = _as_rgb(full) if full is not None else image
     full_gray = np.asarray(full_rgb.convert("L"))  # uint8: only compared, never summed
+    box = content_box(image)
+    signature, grey = _signature(image, box)
     return {
-        "phash": str(imagehash.phash(trim_borders(image))),
-        "gray_std": float(g64.std()),
-        "detail": float(_laplacian(g64).mean()),
-        "edge_p99": float(np.percentile(_laplacian(g128), 99, method="linear")),
+        "phash": str(imagehash.phash(Image.fromarray(grey, "L"))),
+        **contrast,
         "colours": float(colours),
         "row_repeat": float((_repeat_share(full_gray) + _repeat_share(full_gray.T)) / 2),
+        "block": block_size(full_gray),
+        "flat": _flat_in(edges, box, image.size),
+        "palette": palette_share(image.crop(box)),
+        "signature": signature,
         "colour_hist": colour_histogram(small_image),
     }
+
+
+def _contrast(image: Image.Image) -> tuple[dict[str, float], np.ndarray]:
+    """The contrast and edge measures of :func:`image_stats` of an RGB image, and the
+    absolute Laplacian of its copy of at most 128 px per side."""
+    gray = image.convert("L")
+    g64 = np.asarray(gray.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
+    edge_size = (min(128, image.width), min(128, image.height))
+    g128 = np.asarray(gray.resize(edge_size, Image.Resampling.BILINEAR), dtype=np.float32)
+    edges = _laplacian(g128)
+    busy = edges[edges >= 2]
+    measures = {
+        "gray_std": float(g64.std()),
+        "detail": float(_laplacian(g64).mean()),
+        "edge_p99": float(np.percentile(edges, 99, method="linear")),
+        "edge_sharp": float(np.percentile(busy, 99, method="linear")) if busy.size else 0.0,
+    }
+    return measures, edges
+
+
+def _flat_in(edges: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> float:
+    """:func:`flat_share` of the content box, read off the Laplacian of the whole picture
+    (``edges``, the interior of its copy of at most 128 px per side)."""
+    height, width = edges.shape
+    sx, sy = width / size[0], height / size[1]
+    part = edges[
+        int(box[1] * sy) : max(int(box[1] * sy) + 1, int(np.ceil(box[3] * sy))),
+        int(box[0] * sx) : max(int(box[0] * sx) + 1, int(np.ceil(box[2] * sx))),
+    ]
+    return float((part <= 1.0).mean()) if part.size else 0.0
+
+
+def content_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of ``image`` without its margins: letterbox bars,
+    borders, the band of a frame, a plain field around a drawing.
+
+    Margins are what is added around a picture, and they come in pairs: bars left and
+    right, a border or frame or plain field on every side, one colour on opposite sides
+    (their widths may differ). A margin is a run of uniform lines at an edge: rows or
+    columns, each across the whole picture, with :data:`MARGIN_SHARE` of its pixels
+    within tolerance of its main colour, in one colour (a smooth drift, such as a sky's
+    gradient, is content). Lines are judged on a blurred copy of at most 96 px per side
+    (grain and compression noise do not count), the tolerance a fifth of the picture's
+    spread per channel, 4 to 12 levels (a copy with more or less contrast strips the same
+    margins). Opposite sides are stripped of the runs they share, outermost first (a
+    border around bars is two runs); a run on one side only is content: a flat band of
+    sky at the top, one stripe of a striped field. So a letterboxed, bordered, framed or
+    mirrored copy ends in the same box as its original. A box under 30% of the picture's
+    width or height is not taken (a small object on a plain field stays in its field):
+    the whole image is returned.
+    """
+    image = _as_rgb(image)
+    width, height = image.size
+    factor = max(1, -(-max(width, height) // 96))
+    small = image.reduce(factor) if factor > 1 else image
+    rgb = np.asarray(small.filter(ImageFilter.BoxBlur(1)), dtype=np.float32)
+    h, w = rgb.shape[:2]
+    # each channel in units of its tolerance: a margin is then the same margin in a copy
+    # with more or less contrast, or a colour cast
+    spread = rgb.reshape(-1, 3).std(axis=0)
+    unit = np.clip(MARGIN_RELATIVE * spread, MARGIN_FLOOR, MARGIN_TOLERANCE)
+    scaled = rgb / unit
+    row_colour, row_uniform = _line_colours(scaled)
+    col_colour, col_uniform = _line_colours(scaled.transpose(1, 0, 2))
+
+    def runs(colours: np.ndarray, uniform: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """The margins at the start of ``colours``: (colour, lines) per run."""
+        out: list[tuple[np.ndarray, int]] = []
+        first = last = None
+        for colour, ok in zip(colours, uniform, strict=True):
+            if not ok:
+                break
+            if first is None or np.abs(colour - last).max() > 1:
+                first = colour  # a new run: the first one, or across a step
+                out.append((colour, 0))
+            elif np.abs(colour - first).max() > 1:
+                break  # a smooth drift away from the run's colour: content
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+            last = colour
+        return out
+
+    def paired(colours: np.ndarray, uniform: np.ndarray) -> tuple[int, int]:
+        """Lines stripped at the start and at the end: the runs both ends share."""
+        head = runs(colours, uniform)
+        tail = runs(colours[::-1], uniform[::-1])
+        start = end = 0
+        for (c1, n1), (c2, n2) in zip(head, tail, strict=False):
+            if np.abs(c1 - c2).max() > 1:
+                break
+            start, end = start + n1, end + n2
+        return start, end
+
+    top, bottom = paired(row_colour, row_uniform)
+    left, right = paired(col_colour, col_uniform)
+    if top + bottom >= h - 2 or left + right >= w - 2:
+        return (0, 0, width, height)
+    sx, sy = width / w, height / h
+    box = (round(left * sx), round(top * sy), round((w - right) * sx), round((h - bottom) * sy))
+    if box[2] - box[0] < 0.3 * width or box[3] - box[1] < 0.3 * height:
+        return (0, 0, width, height)
+    return box
+
+
+def _line_colours(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``scaled`` (h, w, 3; channels in units of their tolerance): its colour
+    (the mean of its pixels near the plain mean, a cheap stand-in for the median) and
+    whether it is uniform."""
+    mean = scaled.mean(axis=1, keepdims=True)
+    close = (np.abs(scaled - mean).max(axis=2, keepdims=True) <= 2).astype(np.float32)
+    centre = (scaled * close).sum(axis=1) / np.maximum(close.sum(axis=1), 1)
+    near = np.abs(scaled - centre[:, None, :]).max(axis=2) <= 1
+    return centre, near.mean(axis=1) >= MARGIN_SHARE
+
+
+def layout_signature(image: Image.Image, box: tuple[int, int, int, int] | None = None) -> bytes:
+    """A small picture of ``image``'s content box that near duplicates are compared by.
+
+    :data:`SIGNATURE_SIDE` squared grey levels (BOX-averaged, one byte each), then two
+    :data:`CHROMA_SIDE` squared chroma planes (red minus green, and yellow minus blue, as
+    signed bytes of half the difference), then the box as fractions of the picture's
+    width and height (four bytes, x255) and the median colour of the picture's outermost
+    pixels (three bytes). The box is stretched to a square: its aspect ratio is in the
+    box fractions and the image size. Read with :func:`read_signature`.
+    """
+    image = _as_rgb(image)
+    return _signature(image, box or content_box(image))[0]
+
+
+def _signature(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[bytes, np.ndarray]:
+    """(:func:`layout_signature`, its grey plane) of an RGB image and its content box."""
+    content = image.crop(box)
+    colour = np.asarray(content.resize((SIGNATURE_SIDE,) * 2, Image.Resampling.BOX), np.float32)
+    grey = np.rint(colour @ np.array([0.299, 0.587, 0.114], np.float32))
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    k = SIGNATURE_SIDE // CHROMA_SIDE
+    colour = colour.reshape(CHROMA_SIDE, k, CHROMA_SIDE, k, 3).mean(axis=(1, 3))
+    red_green = colour[..., 0] - colour[..., 1]
+    yellow_blue = (colour[..., 0] + colour[..., 1]) / 2 - colour[..., 2]
+    chroma = np.clip(np.rint(np.stack([red_green, yellow_blue]) / 2), -128, 127).astype(np.int8)
+    width, height = image.size
+    fractions = np.array(
+        [box[0] / width, box[1] / height, box[2] / width, box[3] / height], np.float64
+    )
+    rgb = np.asarray(image)
+    rim = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    background = np.median(rim, axis=0)
+    data = b"".join(
+        (
+            grey.tobytes(),
+            chroma.tobytes(),
+            np.rint(fractions * 255).astype(np.uint8).tobytes(),
+            np.rint(background).astype(np.uint8).tobytes(),
+        )
+    )
+    return data, grey
+
+
+def read_signature(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(grey (32, 32) float32 0..255, chroma (16, 16, 2) float32 -256..254, box fractions
+    (4,) float32, background RGB (3,) float32) of a :func:`layout_signature`."""
+    raw = np.frombuffer(data, np.uint8)
+    g, c = SIGNATURE_SIDE**2, CHROMA_SIDE**2
+    grey = raw[:g].reshape(SIGNATURE_SIDE, SIGNATURE_SIDE).astype(np.float32)
+    chroma = raw[g : g + 2 * c].view(np.int8).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
+    chroma = np.moveaxis(chroma.astype(np.float32) * 2, 0, -1)
+    box = raw[g + 2 * c : g + 2 * c + 4].astype(np.float32) / 255
+    background = raw[g + 2 * c + 4 :].astype(np.float32)
+    return grey, chroma, box, background
+
+
+def palette_share(image: Image.Image, colours: int = 8) -> float:
+    """Share (0..1) of ``image`` taken by its ``colours`` commonest colours (5 bits per
+    channel, in a 64x64 nearest-neighbour copy: actual pixels, not blends). Near 1 for
+    drawings in a few flat colours, around 0.5 and below for photographs and grain."""
+    small = np.asarray(_as_rgb(image).resize((64, 64), Image.Resampling.NEAREST)) >> 3
+    codes = (small[..., 0].astype(np.int32) << 10) | (small[..., 1].astype(np.int32) << 5)
+    codes |= small[..., 2]
+    counts = np.bincount(codes.ravel(), minlength=1)
+    top = np.sort(counts)[::-1][:colours]
+    return float(top.sum() / codes.size)
+
+
+def flat_share(image: Image.Image) -> float:
+    """Share (0..1) of ``image`` (at most 128 px per side) whose Laplacian is at most 1:
+    flat fills, as in icons, emoji, logos and flat designs. Grain, texture and photographs
+    have almost none."""
+    gray = _as_rgb(image).convert("L")
+    size = (min(128, gray.width), min(128, gray.height))
+    g = np.asarray(gray.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    return float((_laplacian(g) <= 1.0).mean())
+
+
+def block_size(gray: np.ndarray) -> float:
+    """Side of the square pixel blocks a nearest-neighbour upscale repeats, 1.0 if none.
+
+    In an image blown up ``k`` times in blocks, rows differ from the row before them only
+    on a lattice of step ``k`` (where a new source row begins), and so do columns. Both
+    axes must show such a lattice, with at least five changes each and nine in ten gaps
+    within one pixel (or 10%) of a multiple of the step. (A bilinear upscale has no such
+    rows; it is soft everywhere and judged by its edges.)
+    """
+    steps = []
+    for a in (gray, gray.T):
+        if a.shape[0] < 8:
+            return 1.0
+        steps.append(_lattice_step(np.flatnonzero((a[1:] != a[:-1]).any(axis=1)) + 1))
+    return float(min(steps)) if min(steps) > 1 else 1.0
+
+
+def _lattice_step(changes: np.ndarray) -> float:
+    """The step of the lattice that the positions ``changes`` fall on, 1.0 if none."""
+    if len(changes) < 5:
+        return 1.0
+    gaps = np.diff(changes).astype(np.float64)
+    step = float(np.min(gaps)) if np.median(gaps) >= 2 else 1.0
+    if step < 2:
+        return 1.0
+    # the step: the median of the gaps that are about one step long
+    single = gaps[gaps < 1.5 * step]
+    step = float(np.median(single))
+    multiple = np.maximum(np.rint(gaps / step), 1)
+    regular = np.abs(gaps - multiple * step) <= np.maximum(1.0, 0.1 * step * multiple)
+    return step if regular.mean() >= 0.9 else 1.0
 
 
 def colour_histogram(image: Image.Image) -> list[float]:

@@ -13,12 +13,13 @@ import logging
 from pathlib import Path
 
 import pyarrow as pa
+from PIL import Image
 
 from postermap.errors import PostermapError, internal_reason
 from postermap.images import (
     ImageLoadError,
     content_hash,
-    decode_image,
+    decode_with_alpha,
     encode_jpeg,
     image_stats,
     load_image,
@@ -50,11 +51,26 @@ RECORD_FIELDS = (
     "edge_p99",
     "colours",
     "row_repeat",
+    "edge_sharp",
+    "block",
+    "flat",
+    "palette",
+    "signature",
     "colour_hist",
 )
 #: inspection results worth showing a person (the rest are hashes and measurements)
 SHOWN_FIELDS = ("width", "height", "format")
-FLOAT_FIELDS = ("gray_std", "detail", "edge_p99", "colours", "row_repeat")
+FLOAT_FIELDS = (
+    "gray_std",
+    "detail",
+    "edge_p99",
+    "colours",
+    "row_repeat",
+    "edge_sharp",
+    "block",
+    "flat",
+    "palette",
+)
 
 
 def inspect_file(path: Path, rel: str, thumbs_dir: Path, max_pixels: int, thumb_size: int) -> dict:
@@ -96,11 +112,15 @@ def _inspect_bytes(
         record.update(status="corrupt", reason="empty: file has zero bytes")
         return record
     try:
-        image, (width, height) = decode_image(data, max_pixels=max_pixels, at_least=thumb_size)
+        image, (width, height), alpha = decode_with_alpha(
+            data, max_pixels=max_pixels, at_least=thumb_size
+        )
     except ImageLoadError as err:
         record.update(status="corrupt", reason=str(err))
         return record
     small = shrink(image, thumb_size)
+    # the opacity at the thumbnail's size, so a light shape on transparency is seen on black
+    small_alpha = alpha.resize(small.size, Image.Resampling.BILINEAR) if alpha is not None else None
     # A JPEG decoded at reduced scale gets a provisional pixel hash; run() confirms the
     # rare collisions at full resolution.
     reduced = image.size != (width, height)
@@ -109,7 +129,7 @@ def _inspect_bytes(
         height=height,
         format=path.suffix.lower().lstrip("."),
         pixel_hash=PROVISIONAL + pixel_hash(image) if reduced else pixel_hash(image),
-        **image_stats(small, full=image),
+        **image_stats(small, full=image, alpha=small_alpha),
     )
     thumb = thumb_location(thumbs_dir, chash)
     if not thumb.exists():
@@ -224,6 +244,7 @@ def record_schema() -> pa.Schema:
         "height": pa.int32(),
         "bytes": pa.int64(),
         "colour_hist": pa.list_(pa.float32()),
+        "signature": pa.binary(),
         **dict.fromkeys(FLOAT_FIELDS, pa.float32()),
     }
     return pa.schema([(name, types.get(name, pa.string())) for name in RECORD_FIELDS])

@@ -30,7 +30,7 @@ def test_every_cli_setting_is_an_option_of_run_and_map_ones_of_every_stage_comma
 
 
 def test_stage_parameters_come_from_the_table():
-    assert stage_settings("clean") == ("near_cosine", "near_phash", "keep_near_duplicates")
+    assert stage_settings("clean") == ("near_cosine", "near_layout", "keep_near_duplicates")
     assert "workers" not in stage_settings("ingest")  # how, not what: no re-run
     assert "workers" in stage_settings("ingest", affecting_only=False)
     for stage in stages():

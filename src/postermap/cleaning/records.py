@@ -1,0 +1,133 @@
+"""What the clean stage reads and writes per row: the input columns, verdicts, the
+exact-duplicate pass, which copy a group keeps, the output table and its counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from postermap.vectors import row_chunks
+
+#: what the clean stage writes per row
+CLEAN_COLUMNS = ("id", "status", "reason", "duplicate_of", "similarity")
+#: ingest columns the rules read: as Python dicts, every column costs ~1 GB per million
+#: rows (the 48-bin colour histograms alone ~1.6 GB), so only these are loaded
+INPUT_COLUMNS = (
+    "id",
+    "path",
+    "status",
+    "reason",
+    "content_hash",
+    "pixel_hash",
+    "width",
+    "height",
+    "format",
+    "bytes",
+    "phash",
+    "gray_std",
+    "detail",
+    "edge_p99",
+    "edge_sharp",
+    "colours",
+    "block",
+    "flat",
+    "palette",
+    "signature",
+)
+
+
+@dataclass
+class Verdict:
+    status: str
+    reason: str
+    duplicate_of: str | None = None
+    similarity: float | None = None
+
+
+def find_exact_duplicates(rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """Map id -> (representative id, ``same_bytes`` | ``same_pixels``) for exact copies;
+    the representative is the first member by path."""
+    readable = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["path"])
+    verdicts: dict[str, tuple[str, str]] = {}
+    for key, reason in (("content_hash", "same_bytes"), ("pixel_hash", "same_pixels")):
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for row in readable:
+            if row["id"] not in verdicts:
+                groups[row[key]].append(row)
+        for members in groups.values():
+            for member in members[1:]:
+                verdicts[member["id"]] = (members[0]["id"], reason)
+    return verdicts
+
+
+def keep_order(row: dict) -> tuple:
+    """Sort key of the image a near-duplicate group keeps, best first: the most pixels,
+    then the least lossy format (lossless, then palette/either, then lossy), then the
+    larger file, then the earliest path. A copy is usually smaller, re-encoded lossily or
+    both; the original is what a person would keep."""
+    fmt = (row.get("format") or "").lower()
+    lossiness = 0 if fmt in LOSSLESS_FORMATS else 2 if fmt in LOSSY_FORMATS else 1
+    area = (row["width"] or 0) * (row["height"] or 0)
+    return (-area, lossiness, -(row["bytes"] or 0), row["path"])
+
+
+LOSSLESS_FORMATS = frozenset({"png", "bmp", "tif", "tiff", "ppm", "pgm", "pbm", "pnm", "ico"})
+LOSSY_FORMATS = frozenset({"jpg", "jpeg", "jfif", "jpe", "avif", "heic", "heif"})
+
+
+def unit_features(rows: list[dict], ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """L2-normalised features aligned with ``rows`` (zeros where a row has none), read
+    from the memory-mapped ``vectors`` (content hash ``ids[i]`` -> row i) chunk by chunk."""
+    row_of = {h: i for i, h in enumerate(ids.tolist())}
+    features = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
+    present = [
+        (i, row_of[row["content_hash"]])
+        for i, row in enumerate(rows)
+        if row["status"] == "ok" and row["content_hash"] in row_of
+    ]
+    if present:
+        at, source = (np.array(column) for column in zip(*present, strict=True))
+        for start, unit in row_chunks(vectors, source):
+            features[at[start : start + len(unit)]] = unit
+    return features
+
+
+def verdict_table(rows: list[dict], verdicts: dict[str, Verdict]) -> pa.Table:
+    """The clean stage's table: every row's verdict (rows without one keep their ingest
+    status and reason)."""
+    out: dict[str, list] = {name: [] for name in CLEAN_COLUMNS}
+    for row in rows:
+        verdict = verdicts.get(row["id"]) or Verdict(row["status"], row["reason"])
+        out["id"].append(row["id"])
+        out["status"].append(verdict.status)
+        out["reason"].append(verdict.reason)
+        out["duplicate_of"].append(verdict.duplicate_of)
+        out["similarity"].append(verdict.similarity)
+    schema = pa.schema(
+        [(c, pa.float32() if c == "similarity" else pa.string()) for c in CLEAN_COLUMNS]
+    )
+    return pa.table(out, schema=schema)
+
+
+def verdict_counts(table: pa.Table) -> dict[str, int]:
+    """Counts per status and per ``status:reason kind``, for the stage summary."""
+    counts: dict[str, int] = {"in": table.num_rows}
+    for status, reason in zip(
+        table["status"].to_pylist(), table["reason"].to_pylist(), strict=True
+    ):
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("duplicate", "near_duplicate", "boring", "error") and reason:
+            key = f"{status}:{reason.split(':')[0]}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def mark_failed(rows: list[dict], failures: dict[str, str]) -> None:
+    """Rows whose image could not be embedded (``failures``: content hash -> reason) leave
+    the map as status ``error``, in place."""
+    for row in rows:
+        if row["status"] == "ok" and row["content_hash"] in failures:
+            row["status"], row["reason"] = "error", failures[row["content_hash"]]

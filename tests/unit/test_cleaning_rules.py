@@ -1,0 +1,294 @@
+"""The clean rules on tiny synthetic pictures: what is and is not the same picture, what
+is and is not boring, what is a template.
+
+Features are deliberately useless (every image gets nearly the same vector), so every
+pair is a candidate and the layout comparison alone decides, as it must when a CNN
+calls two posters with one motif alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from postermap.cleaning import CleanParams, boring_reason, clean_collection
+from postermap.images import (
+    alpha_band,
+    block_size,
+    content_box,
+    flatten_to_rgb,
+    image_stats,
+    shrink,
+)
+
+W, H = 200, 300
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def texture(seed: int, size: tuple[int, int] = (W, H)) -> Image.Image:
+    """A grainy, blotchy photographic-looking field (a picture, not a graphic)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    coarse = rng.random((h // 20 + 2, w // 20 + 2, 3)) * 255
+    field = np.asarray(
+        Image.fromarray(coarse.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC),
+        np.float32,
+    )
+    grain = rng.normal(0, 14, (h, w, 1))
+    return Image.fromarray(np.clip(field * 0.7 + grain + 30, 0, 255).astype(np.uint8))
+
+
+def motif(size: int, colour: tuple[int, int, int] = (240, 240, 230)) -> Image.Image:
+    """A drawing on transparency: a page with lines, a folded corner (like a clip-art icon)."""
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.polygon(
+        [(4, 4), (size * 0.7, 4), (size - 4, size * 0.3), (size - 4, size - 4), (4, size - 4)],
+        fill=(*colour, 255),
+        outline=(20, 20, 20, 255),
+        width=3,
+    )
+    for k in range(5):
+        y = size * (0.3 + 0.12 * k)
+        draw.line((size * 0.18, y, size * 0.8, y), fill=(30, 30, 30, 255), width=3)
+    return image
+
+
+def poster(seed: int, title: str, at: tuple[int, int] = (40, 60), width: int = 120) -> Image.Image:
+    image = texture(seed)
+    m = motif(width)
+    image.paste(m, at, m)
+    ImageDraw.Draw(image).text((14, H - 40), title, fill=(250, 250, 250), font=_font(20))
+    return image
+
+
+def row(name: str, image: Image.Image, fmt: str = "png", transparent: bool = False) -> dict:
+    """An ingest row of ``image`` as inspection would measure it."""
+    data = io.BytesIO()
+    image.save(data, format=fmt.upper().replace("JPG", "JPEG"))
+    decoded = Image.open(io.BytesIO(data.getvalue()))
+    decoded.load()
+    alpha = alpha_band(decoded) if transparent else None
+    rgb = flatten_to_rgb(decoded)
+    small = shrink(rgb, 256)
+    small_alpha = alpha.resize(small.size) if alpha is not None else None
+    digest = hashlib.sha256(data.getvalue()).hexdigest()[:32]
+    return {
+        "id": digest,
+        "path": name,
+        "status": "ok",
+        "reason": None,
+        "content_hash": digest,
+        "pixel_hash": digest,
+        "width": rgb.width,
+        "height": rgb.height,
+        "format": fmt,
+        "bytes": len(data.getvalue()),
+        "thumb": small,
+        **image_stats(small, full=rgb, alpha=small_alpha),
+    }
+
+
+def clean(rows: list[dict], **params) -> dict:
+    """Verdicts by path, with features that call everything alike."""
+    rng = np.random.default_rng(0)
+    features = np.ones((len(rows), 64), np.float32) + rng.normal(0, 0.01, (len(rows), 64))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    thumbs = {r["content_hash"]: r["thumb"] for r in rows}
+    verdicts = clean_collection(
+        rows, features.astype(np.float32), CleanParams(**params), thumbs.get
+    )
+    return {r["path"]: verdicts.get(r["id"]) for r in rows}
+
+
+def status(verdicts: dict, path: str) -> str:
+    v = verdicts[path]
+    return "ok" if v is None else v.status
+
+
+def kept_for(verdicts: dict, rows: list[dict], path: str) -> str:
+    """The path of the image kept in ``path``'s place (itself when it stays)."""
+    v = verdicts[path]
+    if v is None or v.status == "ok":
+        return path
+    return next(r["path"] for r in rows if r["id"] == v.duplicate_of)
+
+
+# --------------------------------------------------------------------- near duplicates
+
+
+def test_a_trope_sibling_is_not_a_near_duplicate():
+    # the same drawing, moved, resized and mirrored, on another background with another title
+    first = poster(1, "IRON MOON")
+    sibling = texture(2)
+    m = ImageOps.mirror(motif(100))
+    sibling.paste(m, (70, 90), m)
+    ImageDraw.Draw(sibling).text((14, H - 40), "SALT TIDE", fill=(250, 250, 250), font=_font(20))
+    verdicts = clean([row("a.png", first), row("b.png", sibling), row("c.png", poster(3, "X"))])
+    assert all(status(verdicts, p) == "ok" for p in verdicts), verdicts
+
+
+def test_copies_are_near_duplicates_mirrored_cropped_letterboxed_or_retitled():
+    original = poster(4, "COLD EMBER")
+    letterbox = Image.new("RGB", (round(H * 16 / 9), H), (0, 0, 0))
+    letterbox.paste(original, ((letterbox.width - W) // 2, 0))
+    retitled = original.copy()
+    ImageDraw.Draw(retitled).rectangle((0, H - 44, W, H), fill=(18, 18, 18))
+    ImageDraw.Draw(retitled).text((14, H - 40), "NEW NAME", fill=(200, 30, 30), font=_font(20))
+    copies = {
+        "mirror.png": (ImageOps.mirror(original), "png"),
+        "crop.png": (original.crop((6, 9, W - 8, H - 5)), "png"),
+        "letterbox.jpg": (letterbox, "jpg"),
+        "retitle.png": (retitled, "png"),
+    }
+    for name, (copy, fmt) in copies.items():
+        rows = [row("orig.png", original), row(name, copy, fmt), row("other.png", poster(5, "X"))]
+        verdicts = clean(rows)
+        # one of the two stays (the one with more pixels), the other points at it
+        assert kept_for(verdicts, rows, "orig.png") == kept_for(verdicts, rows, name), name
+        assert {status(verdicts, "orig.png"), status(verdicts, name)} == {"ok", "near_duplicate"}
+        assert status(verdicts, "other.png") == "ok"
+        if name == "mirror.png":
+            assert verdicts[name].reason.endswith("mirrored")
+
+
+def keycap(label: str, colour: tuple[int, int, int] = (120, 120, 130)) -> Image.Image:
+    """A flat graphic: a key with a digit, transparent around it."""
+    image = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle(
+        (14, 14, 146, 146), 22, fill=(*colour, 255), outline=(0, 0, 0, 255), width=5
+    )
+    draw.text((52, 30), label, fill=(255, 255, 255, 255), font=_font(90))
+    return image
+
+
+def test_graphics_differing_in_one_symbol_colour_or_orientation_are_kept():
+    arrow = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(arrow).polygon(
+        [(20, 70), (100, 70), (100, 40), (145, 80), (100, 120), (100, 90), (20, 90)],
+        fill=(40, 40, 40, 255),
+    )
+    rows = [
+        row("one.png", keycap("1"), transparent=True),
+        row("two.png", keycap("2"), transparent=True),
+        row("one-red.png", keycap("1", (200, 40, 40)), transparent=True),
+        row("right.png", arrow, transparent=True),
+        row("left.png", ImageOps.mirror(arrow), transparent=True),
+    ]
+    verdicts = clean(rows)
+    assert all(status(verdicts, p) == "ok" for p in verdicts), verdicts
+
+
+def test_a_resized_recompressed_graphic_is_a_near_duplicate():
+    key = flatten_to_rgb(keycap("7"))
+    copy = key.resize((120, 120), Image.Resampling.LANCZOS)
+    verdicts = clean([row("key.png", key), row("key-small.jpg", copy, "jpg")])
+    assert status(verdicts, "key-small.jpg") == "near_duplicate", verdicts
+
+
+# ------------------------------------------------------------------------------- boring
+
+
+def test_a_small_object_on_a_plain_field_is_not_boring():
+    field = Image.new("RGB", (W, H), (248, 244, 236))
+    m = motif(30, (200, 60, 40))
+    field.paste(m, (90, 140), m)
+    assert boring_reason(row("small.png", field), CleanParams()) is None
+
+
+def test_a_light_shape_on_transparency_is_not_solid():
+    shape = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+    ImageDraw.Draw(shape).ellipse((40, 80, 160, 220), fill=(252, 252, 252, 255))
+    assert boring_reason(row("shape.png", shape, transparent=True), CleanParams()) is None
+
+
+def test_a_pixel_block_upscale_is_tiny():
+    small = poster(6, "TINY").resize((20, 30), Image.Resampling.BOX)
+    blown = small.resize((W, H), Image.Resampling.NEAREST)
+    r = row("blocky.png", blown)
+    assert r["block"] == pytest.approx(10, abs=1)
+    assert boring_reason(r, CleanParams()).startswith("tiny: blown up from about 20x30")
+
+
+def test_flat_designs_are_not_blown_up_images():
+    flag = Image.new("RGB", (240, 160), (200, 20, 30))
+    draw = ImageDraw.Draw(flag)
+    draw.rectangle((0, 53, 240, 106), fill=(255, 255, 255))
+    draw.rectangle((0, 0, 80, 160), fill=(20, 40, 160))
+    letter = Image.new("RGB", (160, 160), (255, 255, 255))
+    ImageDraw.Draw(letter).rectangle((40, 20, 70, 140), fill=(0, 90, 200))
+    ImageDraw.Draw(letter).rectangle((40, 20, 120, 45), fill=(0, 90, 200))
+    ImageDraw.Draw(letter).rectangle((40, 70, 110, 95), fill=(0, 90, 200))
+    saul_bass = Image.new("RGB", (W, H), (230, 200, 40))
+    ImageDraw.Draw(saul_bass).ellipse((30, 60, 170, 200), fill=(20, 20, 20))
+    ImageDraw.Draw(saul_bass).text((40, 240), "VERTIGO", fill=(20, 20, 20), font=_font(28))
+    for name, image in (("flag.png", flag), ("letter.png", letter), ("bass.png", saul_bass)):
+        r = row(name, image)
+        assert r["block"] == 1.0, name
+        assert boring_reason(r, CleanParams()) is None, (name, boring_reason(r, CleanParams()))
+
+
+def test_content_box_strips_paired_margins_only():
+    picture = texture(7, (120, 180))
+    bars = Image.new("RGB", (320, 180), (0, 0, 0))
+    bars.paste(picture, (100, 0))
+    left, top, right, bottom = content_box(bars)
+    assert abs(left - 100) <= 4 and abs(right - 220) <= 4 and top == 0 and bottom == 180
+    # a flat band at the top only is part of the picture, not a margin
+    sky = texture(8, (120, 180))
+    ImageDraw.Draw(sky).rectangle((0, 0, 120, 50), fill=(90, 140, 220))
+    assert content_box(sky) == (0, 0, 120, 180)
+
+
+def test_block_size_of_an_upscale_and_of_a_photo():
+    upscale = np.kron(np.random.default_rng(1).integers(0, 255, (12, 18)), np.ones((15, 15)))
+    assert block_size(upscale.astype(np.uint8)) == 15.0
+    assert block_size(np.asarray(texture(9).convert("L"))) == 1.0
+
+
+# ---------------------------------------------------------------------------- templates
+
+
+def title_card(title: str) -> Image.Image:
+    card = Image.new("RGB", (W, H), (24, 24, 28))
+    draw = ImageDraw.Draw(card)
+    draw.rectangle((16, 24, W - 16, H - 24), outline=(200, 160, 60), width=2)
+    draw.text((28, 120), title, fill=(235, 235, 235), font=_font(22))
+    draw.text((50, 240), "NOW SHOWING", fill=(200, 160, 60), font=_font(14))
+    return card
+
+
+def test_templated_title_cards_are_found_among_posters():
+    titles = ["IRON MOON", "SALT", "COLD EMBER", "NORTH", "TIDE OF GLASS"]
+    rows = [row(f"card-{i}.png", title_card(t)) for i, t in enumerate(titles)]
+    rows += [row(f"poster-{i}.png", poster(20 + i, f"P {i}")) for i in range(8)]
+    verdicts = clean(rows)
+    for i in range(len(titles)):
+        v = verdicts[f"card-{i}.png"]
+        assert v is not None and v.status == "boring", (i, v)
+        assert v.reason.startswith("placeholder_template")
+    assert all(status(verdicts, f"poster-{i}.png") == "ok" for i in range(8))
+
+
+def letter_tile(letter: str) -> Image.Image:
+    tile = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(tile)
+    draw.rounded_rectangle(
+        (12, 12, 148, 148), 16, fill=(255, 255, 255, 255), outline=(0, 0, 0, 255), width=6
+    )
+    draw.text((48, 26), letter, fill=(0, 0, 0, 255), font=_font(100))
+    return tile
+
+
+def test_distinct_letters_on_one_template_are_kept():
+    rows = [row(f"{c}.png", letter_tile(c), transparent=True) for c in "ABCDEFGH"]
+    verdicts = clean(rows)
+    assert all(status(verdicts, p) == "ok" for p in verdicts), verdicts
