@@ -69,10 +69,10 @@ def test_a_bug_on_one_image_becomes_its_row_and_the_run_finishes(small_set, tmp_
     Image.new("RGB", (77, 91), (200, 30, 30)).save(victim)
     real = inspection.image_stats
 
-    def buggy(image, full=None):  # a bug of ours that hits one image only
-        if (full or image).size == (77, 91):
+    def buggy(image, **kwargs):  # a bug of ours that hits one image only
+        if (kwargs.get("full") or image).size == (77, 91):
             raise RuntimeError("simulated bug")
-        return real(image, full=full)
+        return real(image, **kwargs)
 
     monkeypatch.setattr(inspection, "image_stats", buggy)  # --workers 1: in this process
     result = _run(source, tmp_path / "ws")

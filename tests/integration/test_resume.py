@@ -35,6 +35,12 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _finished_shards(shard_dir: Path) -> list[Path]:
+    """A shard's features file (``NNNNN-<digest>.npy``) is written last, after its extra
+    poolings (``….rmac.npy``, ``….cells.npy``), so it alone marks the shard as finished."""
+    return [p for p in shard_dir.glob("*.npy") if "." not in p.stem]
+
+
 def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
     source = emoji_subset(emoji_images, tmp_path / "images", per_category=20, seed=5)
     ws = Workspace(tmp_path / "ws")
@@ -49,14 +55,14 @@ def test_killed_embed_resumes_without_redoing_shards(emoji_images, tmp_path):
     shard_dir = ws.embed_dir / "shards"
     deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline and len(list(shard_dir.glob("*.npy"))) < 2:
+        while time.monotonic() < deadline and len(_finished_shards(shard_dir)) < 2:
             assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.05)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    done = {p: p.stat().st_mtime_ns for p in shard_dir.glob("*.npy")}
+    done = {p: p.stat().st_mtime_ns for p in _finished_shards(shard_dir)}
     assert len(done) >= 2
     assert ws.read_marker("embed") is None  # the stage never claimed to be finished
     # the run's decode workers die with it instead of living on as orphans

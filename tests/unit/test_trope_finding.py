@@ -200,3 +200,44 @@ def test_a_group_larger_than_the_density_allows_is_not_torn_apart():
     # without the join each group's largest piece holds 16-26% of it
     assert all(recall >= 0.5 and purity >= 0.95 for recall, purity in found), found
     assert np.mean([recall for recall, _ in found]) >= 0.65, found
+
+
+
+
+def _link_graph(rng, n: int, plan: list[tuple[np.ndarray, list[tuple[np.ndarray, int]]]]):
+    """Symmetrised graph of unit links: for each (nodes, [(pool, count), ...]) of ``plan``,
+    every node links to ``count`` random other nodes of each ``pool``."""
+    from scipy import sparse
+
+    rows, cols = [], []
+    for nodes, pools in plan:
+        for i in nodes:
+            for pool, count in pools:
+                picked = rng.choice(pool[pool != i], count, replace=False)
+                rows += [i] * count
+                cols += picked.tolist()
+    graph = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    return ((graph + graph.T) * 0.5).tocsr()
+
+
+def test_pieces_are_joined_only_when_they_link_more_than_chance():
+    """A trope of 15 among 105 images with 20 links each must send a quarter of its links
+    elsewhere: no more than chance gives, so it is not joined to the unrelated images
+    around it (the share of links alone would join it). Two pieces of one group among
+    2,000 images, linked to each other as much, are joined."""
+    from postermap.clustering.find import merge_fragments
+
+    rng = np.random.default_rng(0)
+    trope, rest = np.arange(15), np.arange(15, 105)
+    everything = np.arange(105)
+    graph = _link_graph(rng, 105, [(trope, [(trope, 14), (rest, 6)]), (rest, [(everything, 20)])])
+    labels = np.repeat([0, 1, 2], [15, 45, 45])
+    assert len(set(merge_fragments(labels, graph).tolist())) == 3
+    assert len(set(merge_fragments(labels, graph, lift=0.0).tolist())) < 3
+
+    a, b, rest = np.arange(40), np.arange(40, 80), np.arange(80, 2000)
+    graph = _link_graph(
+        rng, 2000, [(a, [(a, 14), (b, 6)]), (b, [(b, 14), (a, 6)]), (rest, [(rest, 20)])]
+    )
+    joined = merge_fragments(np.repeat([0, 1, 2], [40, 40, 1920]), graph)
+    assert joined[0] == joined[40] != joined[100]
