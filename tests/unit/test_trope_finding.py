@@ -202,8 +202,6 @@ def test_a_group_larger_than_the_density_allows_is_not_torn_apart():
     assert np.mean([recall for recall, _ in found]) >= 0.65, found
 
 
-
-
 def _link_graph(rng, n: int, plan: list[tuple[np.ndarray, list[tuple[np.ndarray, int]]]]):
     """Symmetrised graph of unit links: for each (nodes, [(pool, count), ...]) of ``plan``,
     every node links to ``count`` random other nodes of each ``pool``."""
