@@ -552,6 +552,12 @@ def sniff_image(data: bytes) -> tuple[str | None, str | None]:
 #:    sharpest edges among the non-flat pixels, transparent pictures measured on black too.
 STATS_VERSION = 14
 
+#: Version of the thumbnail every later stage reads (decoding, EXIF orientation, opacity,
+#: shrinking, encoding); part of ingest's part digests and of embed's shard names, so a
+#: change re-renders the thumbnails and re-embeds them instead of reusing stale ones.
+#: 1: upright, 16-bit scaled, transparency on the background (the STATS_VERSION 7 fixes).
+THUMB_VERSION = 1
+
 #: Side of the grey part of a layout signature, and of its two chroma planes.
 SIGNATURE_SIDE = 32
 CHROMA_SIDE = 16

@@ -131,9 +131,9 @@ def _inspect_bytes(
         pixel_hash=PROVISIONAL + pixel_hash(image) if reduced else pixel_hash(image),
         **image_stats(small, full=image, alpha=small_alpha),
     )
-    thumb = thumb_location(thumbs_dir, chash)
-    if not thumb.exists():
-        atomic_write_bytes(thumb, encode_jpeg(small))
+    # always (re)written: a file is inspected again only when its part's digest changed
+    # (thumb_size, THUMB_VERSION), and then a thumbnail already there is a stale one
+    atomic_write_bytes(thumb_location(thumbs_dir, chash), encode_jpeg(small))
     return record
 
 

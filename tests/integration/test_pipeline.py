@@ -126,3 +126,22 @@ def test_changed_parameter_reruns_only_dependents(emoji_run, tmp_path):
     assert ws.read_marker("cluster")["fingerprint"] != before["cluster"]
     # put it back so other tests see the original run
     CliRunner().invoke(main, emoji_run["args"], catch_exceptions=False)
+
+
+def test_changed_thumbnail_size_rewrites_the_thumbnails(emoji_images, tmp_path):
+    """Thumbnails are stored once per content hash; when what they are made of changes
+    (here thumb_size; a new THUMB_VERSION works the same way), ingest rewrites them and
+    embed does not reuse the shards of the old ones."""
+    from tests.conftest import emoji_subset
+
+    source = emoji_subset(emoji_images, tmp_path / "images", per_category=2)
+    ws = Workspace(tmp_path / "ws")
+    args = ["run", str(source), "-o", str(ws.root), "--until", "embed", "--workers", "1"]
+    for size in (64, 40):
+        result = CliRunner().invoke(main, [*args, "--thumb-size", str(size)])
+        assert result.exit_code == 0, result.output
+        thumbs = list(ws.thumbs_dir.rglob("*.jpg"))
+        assert thumbs
+        assert all(max(Image.open(p).size) <= size for p in thumbs), size
+        assert max(max(Image.open(p).size) for p in thumbs) == size
+    assert ws.read_marker("embed")["counts"]["reused_from_shards"] == 0

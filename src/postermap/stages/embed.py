@@ -26,6 +26,7 @@ from postermap.config import StageSettings
 from postermap.embedders import extras_of, get_embedder
 from postermap.embedding import embed_paths, embed_shard
 from postermap.errors import NothingToMapError
+from postermap.images import THUMB_VERSION
 from postermap.progress import progress_bar
 from postermap.runner import make_runner
 from postermap.stage import Stage, StageOutcome
@@ -47,7 +48,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         )
     size = settings.shard_size
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
-    key = f"{settings.model}:{settings.thumb_size}:v{SHARD_VERSION}"
+    # the thumbnails' version too: shards of stale thumbnails are not reused
+    key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
     shard_paths = [ws.shards_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
     extras = extras_of(settings.model)
     todo = [

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from postermap.config import StageSettings
 from postermap.download import DownloadOptions
 from postermap.errors import SourceError
-from postermap.images import STATS_VERSION
+from postermap.images import STATS_VERSION, THUMB_VERSION
 from postermap.inspection import build_table, confirm_pixel_hashes, inspect_file, record_schema
 from postermap.progress import track
 from postermap.runner import Runner, make_runner
@@ -116,7 +116,9 @@ def _inspect_all(
 
 def _part_path(parts_dir: Path, part: list[SourceItem], settings: StageSettings) -> Path:
     digest = hashlib.sha256()
-    digest.update(f"{settings.max_pixels}:{settings.thumb_size}:{STATS_VERSION}\n".encode())
+    digest.update(
+        f"{settings.max_pixels}:{settings.thumb_size}:{STATS_VERSION}:{THUMB_VERSION}\n".encode()
+    )
     for item in part:
         assert item.local is not None
         stat = item.local.stat()
@@ -130,6 +132,6 @@ STAGE = Stage(
     run=run,
     input_fingerprint=_source_fingerprint,
     # the measurements' version (new ones must re-inspect) and the stage's own
-    version=f"{STATS_VERSION}.2",
+    version=f"{STATS_VERSION}.{THUMB_VERSION}.2",
     doc="Ingest SOURCE (a folder of images, or a manifest of URLs to download).",
 )
