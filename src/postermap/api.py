@@ -57,6 +57,8 @@ def build(source: str | Path, workspace: str | Path, **settings: Any) -> Map:
     ws = Workspace(Path(workspace)).create()
     if "metadata" not in settings and source.is_dir() and (source / "metadata.csv").exists():
         settings["metadata"] = str(source / "metadata.csv")
+    if settings.get("features"):  # the workspace keeps it: a path that works from anywhere
+        settings["features"] = str(Path(settings["features"]).resolve())
     values = Settings.load(base=load_settings(ws), source=str(source), **settings)
     with ws.lock("postermap.build"):
         run_pipeline(ws, values)
@@ -126,7 +128,12 @@ class Map:
         if Path(image).is_file():
             settings = load_settings(self.workspace)
             return similar_to_file(
-                self.workspace, Path(image), settings.model, settings.thumb_size, k
+                self.workspace,
+                Path(image),
+                settings.model,
+                settings.thumb_size,
+                k,
+                features=settings.features,
             )
         if not isinstance(image, str):
             raise NotOnMapError(f"{image} is not a file")

@@ -55,7 +55,7 @@ def _setting_option(field: Any) -> Callable[[Callable[..., Any]], Callable[..., 
         )
     if meta["choices"]:
         click_type: Any = click.Choice(list(meta["choices"]))
-    elif field.name == "metadata":
+    elif field.name in ("metadata", "features"):
         click_type = click.Path(exists=True, dir_okay=False, path_type=Path)
     else:
         click_type = kind
@@ -93,8 +93,9 @@ WORKSPACE = click.Path(exists=True, file_okay=False, path_type=Path)
 
 def _settings(ws: Workspace | None, config_path: Path | None, **overrides: Any) -> Settings:
     base = load_settings(ws) if ws is not None else None
-    if isinstance(overrides.get("metadata"), Path):
-        overrides["metadata"] = str(overrides["metadata"].resolve())
+    for name in ("metadata", "features"):
+        if isinstance(overrides.get(name), Path):
+            overrides[name] = str(overrides[name].resolve())
     return Settings.load(config_path, base=base, **overrides)
 
 
@@ -328,7 +329,9 @@ def similar(image: str, workspace: Path, k: int) -> None:
     if Path(image).is_file():
         settings = load_settings(ws)
         try:
-            hits = similar_to_file(ws, Path(image), settings.model, settings.thumb_size, k)
+            hits = similar_to_file(
+                ws, Path(image), settings.model, settings.thumb_size, k, settings.features
+            )
         except ImageLoadError as err:
             raise click.ClickException(f"{image}: {err}") from err
     else:

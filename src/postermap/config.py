@@ -230,6 +230,13 @@ class Settings:
         stages=("embed", "cluster", "tiles"),
         metavar="NAME",
     )
+    features: str | None = setting(
+        None,
+        "your own vectors instead of the model's: Parquet (a `filename` or `id` column and a "
+        "list column) or `.npy` with `FILE.ids.txt` beside it (see Bring your own embeddings)",
+        stages=("embed", "cluster", "tiles"),
+        metavar="FILE",
+    )
     batch_size: int = setting(
         8,
         "images per model batch (small batches measured fastest on this CPU)",

@@ -18,6 +18,11 @@ class SettingsError(PostermapError, ValueError):
     """A setting, or a user-edited TOML file, has a value the pipeline cannot use."""
 
 
+class FeaturesError(SettingsError):
+    """A ``--features`` file cannot be used: wrong column types, NaN, ragged vectors, no
+    ids (the message names the file and the row)."""
+
+
 class SourceError(PostermapError, ValueError):
     """The source folder, manifest or metadata file cannot be used at all (as opposed to
     one bad image, which becomes that image's row status)."""

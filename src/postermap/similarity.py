@@ -98,7 +98,7 @@ def similar_to_id(ws: Workspace, image_id: str, k: int) -> list[tuple[str, float
 
 
 def similar_to_file(
-    ws: Workspace, path: Path, model: str, thumb_size: int, k: int
+    ws: Workspace, path: Path, model: str, thumb_size: int, k: int, features: str | None = None
 ) -> list[tuple[str, float]]:
     """The k most similar images on the map to any image file, embedded now the way the
     pipeline embeds (decoded as ingest decodes, through the same JPEG thumbnail), so a
@@ -106,7 +106,16 @@ def similar_to_file(
 
     Raises:
         ImageLoadError: the file cannot be decoded.
+        FeaturesError: the map's vectors came from a ``--features`` file (``features``),
+            which holds none for a new image.
     """
+    if features:
+        from postermap.errors import FeaturesError
+
+        raise FeaturesError(
+            f"this map's vectors come from --features {features}, so a new image file "
+            f"cannot be embedded like them; ask by the id of an image on the map"
+        )
     import hnswlib
 
     from postermap.embedders import get_embedder

@@ -64,6 +64,7 @@ def write_site_data(
     background: str,
     top_classes: tuple[np.ndarray, np.ndarray] | None = None,
     arrangements: list[tuple[Arrangement, int]] = (),
+    vectors: str | None = None,
 ) -> None:
     """The viewer's data: item shards, search index, cluster members and outlines,
     facets, picture classes, other arrangements' cells, and the manifest (written last:
@@ -81,6 +82,9 @@ def write_site_data(
             (:func:`postermap.concepts.top_classes`), for the search by picture.
         arrangements: other arrangements of the same items with their pyramids' zoom
             levels (their tiles are written by the caller under ``arrangements/<name>``).
+        vectors: where the features came from (``model efficientnet-lite0``, ``features
+            file x.parquet``), kept in the manifest beside ``concepts`` (null when the
+            vectors have no ImageNet classes).
     """
     rows, cols = grid.rows, grid.cols
     # Items are numbered in row-major cell order. Where the grid has empty cells, the
@@ -208,6 +212,7 @@ def write_site_data(
         "clusters": listed,
         "facets": facets,
         "concepts": concepts,
+        "vectors": vectors,
         "arrangements": listed_arrangements,
         "newTropeBase": NEW_TROPE_BASE,
     }

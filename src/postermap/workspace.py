@@ -286,9 +286,10 @@ class Workspace:
             ids, np.load(self._existing(self.embeddings_path, "embed"), mmap_mode="r")
         )
 
-    def write_embeddings(self, ids: list[str], parts: list[Path], dim: int) -> None:
-        """Join the feature ``parts`` (``.npy`` files, in ``ids`` order) into the embeddings
-        file without holding them in memory; ids last, so a torn write is never read."""
+    def write_embeddings(self, ids: list[str], parts: list[Path | np.ndarray], dim: int) -> None:
+        """Join the feature ``parts`` (``.npy`` files, or arrays such as the vectors of a
+        ``--features`` file, in ``ids`` order) into the embeddings file without holding the
+        files in memory; ids last, so a torn write is never read."""
         with atomic_path(self.embeddings_path) as tmp:
             merged = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(len(ids), dim)
@@ -298,7 +299,7 @@ class Workspace:
                 os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
             offset = 0
             for path in parts:
-                part = np.load(path, mmap_mode="r")
+                part = path if isinstance(path, np.ndarray) else np.load(path, mmap_mode="r")
                 merged[offset : offset + len(part)] = part
                 offset += len(part)
             merged.flush()

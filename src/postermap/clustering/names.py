@@ -182,17 +182,21 @@ def name_clusters(
     embeddings: np.ndarray,
     rows: np.ndarray,
     titles: list[str],
-    model: str,
+    model: str | None,
     curated: dict[int, str],
 ) -> None:
     """Fill in each cluster's name and provenance: the user's (``curated``, from
     clusters.toml), else its distinctive title words, else its distinctive ImageNet
-    concepts, else its number. ``embeddings[rows]`` are the labelled images' features."""
+    concepts, else its number. ``embeddings[rows]`` are the labelled images' features;
+    ``model`` is the model that made them (None: they came from elsewhere, so there are
+    no ImageNet classes)."""
     from postermap.embedders import get_embedder
 
     keywords = title_keywords(labels, titles)
     classes: dict[int, list[str]] = {}
-    probabilities = getattr(get_embedder(model), "class_probabilities", None)
+    probabilities = (
+        getattr(get_embedder(model), "class_probabilities", None) if model is not None else None
+    )
     if probabilities is not None and infos:
         classes = distinctive_classes(labels, embeddings, probabilities, rows=rows)
     for info in infos:

@@ -69,7 +69,14 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     colour = np.array([ingest["colour_hist"][i] for i in order], dtype=np.float32)
     titles = [ingest["title"][i] for i in order]
     infos = describe_clusters(labels, embeddings, colour, seed=settings.seed, rows=rows)
-    name_clusters(infos, labels, embeddings, rows, titles, settings.model, curation.names)
+    if settings.features:
+        log.info(
+            "cluster: vectors from %s, not the ImageNet model: clusters are named from "
+            "title keywords, else numbered",
+            settings.features,
+        )
+    model = None if settings.features else settings.model
+    name_clusters(infos, labels, embeddings, rows, titles, model, curation.names)
     names = {info.id: info.name for info in infos}
     ws.write_table(
         "cluster",
@@ -100,8 +107,8 @@ def _embedding_space(
         features = ws.read_extra_features(settings.cluster_features)
         if features is None:
             log.info(
-                "cluster: model %s stores no %s pooling; clustering its features",
-                settings.model,
+                "cluster: %s stores no %s pooling; clustering its features",
+                _vector_source(settings),
                 settings.cluster_features,
             )
             features = embeddings
@@ -122,7 +129,9 @@ def _cell_links(ws: Workspace, settings: StageSettings, rows: np.ndarray):
         return None
     cells = ws.read_extra_features("cells")
     if cells is None:
-        log.info("cluster: model %s stores no salient cells; linking by features", settings.model)
+        log.info(
+            "cluster: %s stores no salient cells; linking by features", _vector_source(settings)
+        )
         return None
     return cell_graph(
         cells,
@@ -131,6 +140,11 @@ def _cell_links(ws: Workspace, settings: StageSettings, rows: np.ndarray):
         neighbours=settings.cluster_neighbours,
         seed=settings.seed,
     )
+
+
+def _vector_source(settings: StageSettings) -> str:
+    """Where the features came from, for log lines."""
+    return f"--features {settings.features}" if settings.features else f"model {settings.model}"
 
 
 STAGE = Stage(

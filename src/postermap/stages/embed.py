@@ -10,6 +10,11 @@ N x dim, memory-mappable) with the content hash of each row, and the model's ext
 poolings of the same forward pass (``embed/rmac.npy``, ``embed/cells.npy``, float16, same
 rows), which the cluster stage reads; each shard keeps them beside it
 (``NNNNN-<digest>.rmac.npy``), and a shard counts as done only with all of them.
+
+With ``--features FILE`` the model is not run: the file's vectors (any dimension, see
+:mod:`postermap.features`) are written as the embeddings, the images it has no vector for
+become embed failures (status ``error`` with that reason), and the stage's fingerprint
+holds the file's content hash, so a changed file re-runs it and everything after.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ from postermap.config import StageSettings
 from postermap.embedders import extras_of, get_embedder
 from postermap.embedding import embed_paths, embed_shard
 from postermap.errors import NothingToMapError
+from postermap.features import (
+    features_fingerprint,
+    match_features,
+    missing_reason,
+    read_features,
+)
 from postermap.images import THUMB_VERSION
 from postermap.progress import progress_bar
 from postermap.runner import make_runner
@@ -39,13 +50,15 @@ SHARD_VERSION = 2
 
 
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
-    ingest = ws.read_table("ingest", ["status", "content_hash"]).to_pylist()
+    ingest = ws.read_table("ingest", ["id", "path", "status", "content_hash"]).to_pylist()
     ids = sorted({row["content_hash"] for row in ingest if row["status"] == "ok"})
     if not ids:
         raise NothingToMapError(
             f"none of the {len(ingest)} input files is a readable image; "
             f"their reasons are in {ws.catalog_path}"
         )
+    if settings.features:
+        return _vectors_from_file(ws, settings.features, ingest, ids)
     size = settings.shard_size
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
     # the thumbnails' version too: shards of stale thumbnails are not reused
@@ -93,6 +106,69 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         },
         items=computed,
     )
+
+
+def _vectors_from_file(
+    ws: Workspace, path: str, ingest: list[dict], ids: list[str]
+) -> StageOutcome:
+    """The embeddings from a ``--features`` file instead of the model."""
+    features = read_features(path)
+    match = match_features(features, ingest)
+    if not match.row_of:
+        example = next((r["path"] for r in ingest if r["status"] == "ok"), "")
+        raise NothingToMapError(
+            f"--features {path}: none of the {len(ids)} readable images has a vector: its "
+            f"keys (e.g. {features.keys[0]!r}) match no catalog path (e.g. {example!r}, "
+            f"relative to the source folder) nor id"
+        )
+    order = np.array([match.row_of.get(h, -1) for h in ids], dtype=np.int64)
+    vectors = np.zeros((len(ids), features.dim), dtype=np.float32)
+    have = order >= 0
+    vectors[have] = features.vectors[order[have]]
+    ws.write_embeddings(ids, [vectors], features.dim)
+    _remove_stale_extras(ws, {})  # a model's poolings would be read as these vectors'
+    reason = missing_reason(path)
+    ws.write_embed_failures({h: reason for h in match.missing})
+    log.warning(
+        "embed: vectors from %s (dimension %d), not the model: no ImageNet classes to name "
+        "clusters by (names come from titles, else numbers), no search by what is pictured, "
+        "no regional poolings for clustering (it uses the vectors)",
+        path,
+        features.dim,
+    )
+    if match.missing:
+        log.warning(
+            "embed: %d of %d distinct images have no vector in %s (kept as status error, "
+            "reason %r), e.g. %s",
+            len(match.missing),
+            len(ids),
+            path,
+            reason,
+            next(r["path"] for r in ingest if r["content_hash"] == match.missing[0]),
+        )
+    if match.unknown:
+        log.warning(
+            "embed: %d vectors in %s name no input file and are ignored, e.g. %r",
+            len(match.unknown),
+            path,
+            match.unknown[0],
+        )
+    return StageOutcome(
+        counts={
+            "in": len(ids),
+            "from_features_file": int(have.sum()),
+            "error": len(match.missing),
+            "unknown_vectors": len(match.unknown),
+            "dim": features.dim,
+        },
+        items=len(ids),
+        extra={"features": {"file": str(path), "sha256": features_fingerprint(path)}},
+    )
+
+
+def _input_fingerprint(ws: Workspace, settings: StageSettings) -> str | None:
+    """The ``--features`` file's content hash (None with the model)."""
+    return features_fingerprint(settings.features) if settings.features else None
 
 
 def _embed_todo(
@@ -180,5 +256,6 @@ STAGE = Stage(
     depends=("ingest",),
     run=run,
     version=5,  # + the extra poolings of the model (embed/rmac.npy, embed/cells.npy)
-    doc="Compute CNN features for every distinct readable image.",
+    input_fingerprint=_input_fingerprint,
+    doc="Compute CNN features for every distinct readable image (or read --features).",
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,8 +96,11 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         similar,
         cell,
         settings.background,
-        top_classes=picture_classes(ws, [r["content_hash"] for r in items], settings.model),
+        top_classes=_picture_classes(ws, settings, items),
         arrangements=arranged,
+        vectors=f"features file {Path(settings.features).name}"
+        if settings.features
+        else f"model {settings.model}",
     )
     link_thumbs(ws, tmp / "thumbs", items)
     at_cell = {r["row"] * grid.cols + r["col"]: r for r in items}
@@ -127,6 +131,18 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         },
         items=len(items),
     )
+
+
+def _picture_classes(ws: Workspace, settings: StageSettings, items: list[dict]):
+    """The items' top ImageNet classes, or None when the vectors came from a file (the
+    model's classifier head cannot read them)."""
+    if settings.features:
+        log.info(
+            "tiles: vectors from %s, not the ImageNet model: no search by what is pictured",
+            settings.features,
+        )
+        return None
+    return picture_classes(ws, [r["content_hash"] for r in items], settings.model)
 
 
 STAGE = Stage(
