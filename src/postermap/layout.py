@@ -79,3 +79,49 @@ def umap_layout(reduced: np.ndarray, seed: int, neighbors: int, min_dist: float)
         n_components=2, n_neighbors=neighbors, min_dist=min_dist, random_state=seed, n_jobs=1
     )
     return np.asarray(model.fit_transform(reduced), dtype=np.float64)
+
+
+def trustworthiness(
+    features: np.ndarray, xy: np.ndarray, k: int = 10, sample: int = 5000, seed: int = 0
+) -> float:
+    """How far the layout's neighbourhoods can be trusted (Venna & Kaski; 1.0: no point
+    has a 2-D neighbour among its ``k`` nearest that is not also close in the features).
+
+    The features are L2-normalised first, so closeness is cosine similarity, as
+    everywhere else in postermap. Above ``sample`` points a seeded random sample is
+    scored (the measure needs all pairwise distances of the points it scores).
+    """
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    from postermap.vectors import normalise
+
+    picked = _sample(len(xy), sample, seed)
+    unit, layout = normalise(np.asarray(features)[picked]), np.asarray(xy)[picked]
+    k = min(k, (len(picked) - 1) // 2 - 1)
+    return float(sklearn_trustworthiness(unit, layout, n_neighbors=max(k, 1)))
+
+
+def knn_preservation(features: np.ndarray, xy: np.ndarray, k: int = 10) -> float:
+    """The share of each point's ``k`` nearest neighbours in the (L2-normalised)
+    features that are among its ``k`` nearest in the layout, averaged over all points
+    (1.0: every neighbourhood kept; a random layout keeps about k / N)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from postermap.vectors import normalise
+
+    n = len(xy)
+    k = min(k, n - 1)
+    unit = normalise(np.asarray(features))
+    # kneighbors() without points: each point's k nearest others (itself left out)
+    high = NearestNeighbors(n_neighbors=k).fit(unit).kneighbors(return_distance=False)
+    low = NearestNeighbors(n_neighbors=k).fit(xy).kneighbors(return_distance=False)
+    both = np.concatenate([high, low], axis=1)
+    both.sort(axis=1)
+    kept = int((both[:, 1:] == both[:, :-1]).sum())  # each shared neighbour once per row
+    return kept / (n * k)
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))

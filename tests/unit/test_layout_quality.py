@@ -1,0 +1,47 @@
+"""Layout quality measures: trustworthiness and kNN preservation, against known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from postermap.layout import knn_preservation, trustworthiness
+
+
+def _circle(angles: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def test_the_identity_layout_keeps_everything():
+    # unit vectors: their cosine neighbours are their 2-D neighbours
+    points = _circle(np.random.default_rng(0).uniform(0, 2 * np.pi, 300))
+    assert knn_preservation(points, points, k=10) == 1.0
+    assert trustworthiness(points, points, k=10) == pytest.approx(1.0)
+
+
+def test_knn_preservation_counts_shared_neighbours():
+    features = _circle(np.array([0.0, 0.1, 0.3, 0.7]))  # nearest: 1, 0, 1, 2
+    layout = np.array([[0.0, 0], [1, 0], [10, 0], [3, 0]])  # nearest: 1, 0, 3, 1
+    assert knn_preservation(features, layout, k=1) == 0.5
+
+
+def test_a_shuffled_layout_keeps_about_k_over_n():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(8, 30)) * 5
+    features = centres[rng.integers(0, 8, 800)] + rng.normal(size=(800, 30))
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    good = PCA(2, random_state=0).fit_transform(unit)  # a projection keeps the clusters
+    shuffled = good[rng.permutation(800)]
+    assert knn_preservation(features, shuffled, k=10) < 0.05
+    assert knn_preservation(features, good, k=10) > 5 * knn_preservation(features, shuffled)
+    assert trustworthiness(features, shuffled, k=10) < 0.6 < trustworthiness(features, good)
+
+
+def test_trustworthiness_on_a_seeded_sample():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(400, 5))
+    layout = features[:, :2]
+    first = trustworthiness(features, layout, k=10, sample=100, seed=3)
+    assert first == trustworthiness(features, layout, k=10, sample=100, seed=3)
+    assert 0.0 <= first <= 1.0
