@@ -151,7 +151,7 @@ STAGE = Stage(
     name="cluster",
     depends=("reduce",),
     run=run,
-    version=4,  # Louvain on R-MAC and salient-cell links; names by lift
+    version=5,  # Louvain on R-MAC and cell links, pieces joined above chance; names by lift
     input_fingerprint=curation_fingerprint,
     doc="Find, score and name clusters (applies clusters.toml).",
 )
