@@ -53,8 +53,9 @@ def own_vectors(emoji_images: Path, tmp_path_factory) -> dict:
     source = emoji_subset(emoji_images, base / "images", per_category=5, seed=4)
     files = sorted(p.name for p in source.glob("*.png"))
     shutil.copy(source / files[0], source / "zz-byte-copy.png")
+    Image.new("RGB", (160, 160), (200, 30, 30)).save(source / "zz-solid.png")
     left_out = files[-LEFT_OUT:]
-    given = files[:-LEFT_OUT]
+    given = [*files[:-LEFT_OUT], "zz-solid.png"]
     vectors = np.stack([colour_histogram(source / name) for name in given])
     parquet = base / "vectors.parquet"
     pq.write_table(
@@ -100,7 +101,7 @@ def test_the_map_is_built_from_the_file(own_vectors):
     built = own_vectors["map"]
     catalog = {r["path"]: r for r in built.catalog.to_pylist()}
     on_map = [r for r in catalog.values() if r["status"] == "ok"]
-    assert len(on_map) == len(own_vectors["given"])
+    assert len(on_map) == len(own_vectors["given"]) - 1  # all but the solid one
     assert all(r["row"] is not None and r["cluster"] is not None for r in on_map)
     assert built.embeddings.vectors.shape[1] == own_vectors["dim"]
     assert (built.workspace.site_dir / "index.html").exists()
@@ -109,8 +110,10 @@ def test_the_map_is_built_from_the_file(own_vectors):
     assert marker["counts"]["from_features_file"] == len(own_vectors["given"])
     assert marker["counts"]["unknown_vectors"] == 1
     assert marker["features"]["file"] == str(own_vectors["parquet"])
-    # byte copies are still found without the model
+    # byte copies and boring images are still found without the model
     assert catalog["zz-byte-copy.png"]["status"] == "duplicate"
+    assert catalog["zz-solid.png"]["status"] == "boring"
+    assert catalog["zz-solid.png"]["reason"].startswith("solid")
     hits = built.similar(on_map[0]["id"], k=3)
     assert len(hits) == 3 and on_map[0]["id"] not in dict(hits)
 
