@@ -7,6 +7,7 @@ the model must never be loaded: ``get_embedder`` is made to fail for the whole r
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -72,12 +73,23 @@ def own_vectors(emoji_images: Path, tmp_path_factory) -> dict:
     npy = base / "vectors.npy"
     np.save(npy, vectors)
     (base / "vectors.ids.txt").write_text("\n".join(given) + "\n")
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("postermap")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(postermap.embedders, "get_embedder", _no_model)
         patch.setattr(postermap.stages.embed, "get_embedder", _no_model)
-        built = postermap.build(
-            source, base / "ws", features=parquet, cell_size=32, workers=1, min_cluster_size=4
-        )
+        try:
+            built = postermap.build(
+                source, base / "ws", features=parquet, cell_size=32, workers=1, min_cluster_size=4
+            )
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
         result = CliRunner().invoke(
             main,
             ["run", str(source), "-o", str(base / "ws-npy"), "--features", str(npy)]
@@ -86,6 +98,7 @@ def own_vectors(emoji_images: Path, tmp_path_factory) -> dict:
         )
     assert result.exit_code == 0, result.output
     return {
+        "log": messages,
         "base": base,
         "source": source,
         "map": built,
@@ -136,6 +149,20 @@ def test_clusters_are_named_without_imagenet(own_vectors):
     )
     assert manifest["concepts"] is None
     assert manifest["vectors"] == "features file vectors.parquet"
+
+
+def test_what_needs_the_model_says_so_once(own_vectors):
+    log = own_vectors["log"]
+
+    def count(text: str) -> int:
+        return sum(text in line for line in log)
+
+    assert count("not the model: no ImageNet classes") == 1  # embed, the summary
+    assert count("stores no rmac pooling; clustering its features") == 1
+    assert count("stores no salient cells") == 1
+    assert count("clusters are named from title keywords") == 1
+    assert count("no search by what is pictured") == 2  # embed's summary and tiles
+    assert count("1 vectors in") == 1 and count("2 of") == 1
 
 
 def test_npy_with_ids_gives_the_same_map(own_vectors):
