@@ -76,9 +76,11 @@ def write_export(table: pa.Table, path: Path, fmt: str) -> Path:
 
 
 def _embedding_column(ws: Workspace, catalog: pa.Table) -> pa.Array:
-    """Each row's features as a fixed-size list (null for files that have none)."""
+    """Each row's features as a fixed-size list (null for files that have none, including
+    those the embed stage failed on: their stored rows are zeros, not features)."""
     embeddings = ws.read_embeddings()
-    row_of = {h: i for i, h in enumerate(embeddings.ids.tolist())}
+    failed = ws.read_embed_failures()
+    row_of = {h: i for i, h in enumerate(embeddings.ids.tolist()) if h not in failed}
     hashes = catalog["content_hash"].to_pylist()
     dim = embeddings.vectors.shape[1]
     values = np.zeros((len(hashes), dim), dtype=np.float32)

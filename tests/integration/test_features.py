@@ -207,3 +207,22 @@ def test_a_bad_file_stops_the_run_with_one_clear_message(own_vectors, tmp_path):
     )
     assert result.exit_code == 1
     assert "bad.parquet: row 3 holds a value that is not a finite number" in result.output
+
+
+def test_an_export_with_embeddings_is_a_features_file(own_vectors, tmp_path):
+    from postermap.export import export_table, write_export
+
+    ws = own_vectors["map"].workspace
+    exported = write_export(export_table(ws, embeddings=True), tmp_path / "map.parquet", "parquet")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(postermap.embedders, "get_embedder", _no_model)
+        again = postermap.build(
+            own_vectors["source"],
+            tmp_path / "ws",
+            features=exported,
+            cell_size=32,
+            workers=1,
+            min_cluster_size=4,
+        )
+    np.testing.assert_array_equal(again.workspace.read_layout().ids, ws.read_layout().ids)
+    np.testing.assert_allclose(again.workspace.read_layout().xy, ws.read_layout().xy, atol=1e-6)
