@@ -12,6 +12,7 @@ The names here are fixed so scripts can rely on them::
     m.similar("3f2a...")  # [(image id, cosine), ...], also for any image file
     m.serve()            # a local server for the map; in Jupyter, ``m`` shows it inline
     m.to_pandas()        # the catalog as a DataFrame (needs pandas)
+    m.add("new posters/")  # grow the map; its images keep their places
 
 Everything goes through the same library as the CLI: settings are the CLI's (see
 ``postermap.config.Settings``), errors are :class:`postermap.errors.PostermapError`.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from postermap.config import Settings
 from postermap.errors import NotOnMapError, StageOrderError
-from postermap.pipeline import load_settings, run_pipeline
+from postermap.pipeline import add_source, load_settings, run_pipeline
 from postermap.workspace import Embeddings, Workspace
 
 if TYPE_CHECKING:
@@ -138,6 +139,31 @@ class Map:
         if not isinstance(image, str):
             raise NotOnMapError(f"{image} is not a file")
         return similar_to_id(self.workspace, image, k)
+
+    def add(self, source: str | Path, metadata: str | Path | None = None) -> dict[str, Any]:
+        """Grow the map by the images of ``source`` (a folder or a manifest) without
+        rebuilding it, like ``postermap add``: the images on the map keep their places,
+        grid cells and clusters; the new ones are cleaned against the whole collection.
+
+        Args:
+            source: a folder of images or a manifest of URLs.
+            metadata: a CSV with a ``filename`` column (default: ``source/metadata.csv``).
+
+        Returns:
+            What was done: ``new_rows``, ``placed``, ``moved`` (images already on the map
+            that changed cell), ``moved_share``, per-step reports and ``seconds``.
+
+        Example:
+            >>> m = postermap.open("work/emoji")  # doctest: +SKIP
+            >>> m.add("more emoji/")["moved_share"]  # doctest: +SKIP
+            0.0
+        """
+        source = Path(source).resolve()
+        if metadata is None and source.is_dir() and (source / "metadata.csv").exists():
+            metadata = source / "metadata.csv"
+        ws = self.workspace
+        with ws.lock("postermap.add"):
+            return add_source(ws, load_settings(ws), source, Path(metadata) if metadata else None)
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> str:
         """Serve the map's site in a background thread (once); returns its URL."""

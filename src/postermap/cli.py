@@ -20,8 +20,10 @@ from rich.logging import RichHandler
 
 from postermap.config import Settings, cli_settings, option_name, setting_types
 from postermap.errors import PostermapError
+from postermap.growing import MOVE_PENALTY
 from postermap.pipeline import (
     STAGE_NAMES,
+    add_source,
     load_settings,
     run_pipeline,
     run_stage,
@@ -170,6 +172,52 @@ def run(
         )
         if strict:
             raise SystemExit(2)
+
+
+@main.command()
+@click.argument("source", type=SOURCE)
+@OUTPUT
+@click.option(
+    "--metadata",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with a `filename` column for the added images (default: SOURCE/metadata.csv).",
+)
+@click.option(
+    "--move-penalty",
+    type=float,
+    default=MOVE_PENALTY,
+    show_default=True,
+    help="Grid cost of moving one image already on the map by one cell (lower: a tighter "
+    "grid, more of the map's images change cell).",
+)
+@click.option("--workers", type=int, help="Processes decoding images and rendering tiles.")
+@WAIT
+@_user_errors
+def add(
+    source: Path,
+    workspace: Path,
+    metadata: Path | None,
+    move_penalty: float,
+    workers: int | None,
+    wait: bool,
+) -> None:
+    """Grow the finished map in WORKSPACE by the images of SOURCE (a folder or a manifest)
+    without rebuilding it: the map's images keep their places, cells and clusters."""
+    ws = Workspace(workspace)
+    if not ws.catalog_path.exists():
+        raise click.ClickException(f"{ws.root} holds no map yet: run `postermap run` first")
+    overrides = {"workers": workers} if workers else {}
+    settings = _settings(ws, None, **overrides)
+    if metadata is None and _default_metadata(source):
+        metadata = Path(str(_default_metadata(source)))
+    with ws.lock("postermap add", wait=wait):
+        report = add_source(ws, settings, source, metadata, move_penalty)
+    click.echo(f"workspace: {ws.root}")
+    click.echo(
+        f"added: {report['new_rows']:,} file(s), {report['placed']:,} placed on the map; "
+        f"{report['moved']:,} image(s) already on it changed cell "
+        f"({report['moved_share']:.2%}); {report['seconds']:.1f} s"
+    )
 
 
 def status_count(ws: Workspace, status: str) -> int:

@@ -7,6 +7,8 @@ shard with a model loaded once per worker process (:func:`embed_shard`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +20,12 @@ from postermap.embedders import Embedder, get_embedder
 from postermap.errors import internal_reason
 from postermap.images import ImageLoadError, load_image
 from postermap.runner import die_with_parent
+from postermap.workspace import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
+
+#: part of every shard's name: bump when the features of a shard change
+SHARD_VERSION = 2
 
 
 #: Per shard: position in the shard -> why that image has no features (zeros stand in).
@@ -146,3 +152,41 @@ def _embed_batch(
         else:
             features = embedder.embed(stacked)
         out[where] = features
+
+
+# -- shard files: a shard's features, its extra poolings and its failures ---------------
+def save_shard(
+    path: Path, features: np.ndarray, extras: dict[str, np.ndarray], failures: dict[int, str]
+) -> None:
+    """The shard's failures and extra poolings first, its features last: the ``.npy``
+    marks it finished (together with the extras it should have, see ``run``)."""
+    failed = failures_path(path)
+    if failures:
+        atomic_write_json(failed, {str(k): v for k, v in failures.items()})
+    else:
+        failed.unlink(missing_ok=True)
+    for name, rows in extras.items():
+        atomic_save_npy(extra_path(path, name), rows)
+    atomic_save_npy(path, features)
+
+
+def extra_path(shard: Path, name: str) -> Path:
+    return shard.with_name(f"{shard.stem}.{name}.npy")
+
+
+def failures_path(shard: Path) -> Path:
+    return shard.with_name(shard.stem + ".failures.json")
+
+
+def read_failures(shard: Path) -> dict[int, str]:
+    path = failures_path(shard)
+    if not path.exists():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def shard_digest(key: str, ids: list[str]) -> str:
+    digest = hashlib.sha256(key.encode())
+    for image_id in ids:
+        digest.update(image_id.encode())
+    return digest.hexdigest()[:16]

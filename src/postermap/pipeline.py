@@ -14,14 +14,22 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 
 from postermap.catalog import write_catalog
 from postermap.config import Settings, stage_settings
-from postermap.errors import StageOrderError
+from postermap.errors import SettingsError, StageOrderError
+from postermap.growing import MOVE_PENALTY, clear_pending, grow_map
 from postermap.progress import print_summary
 from postermap.stage import Stage
 from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
-from postermap.workspace import SPACE_ERRNOS, Workspace, atomic_write_text, write_errors
+from postermap.workspace import (
+    SPACE_ERRNOS,
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    write_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +127,106 @@ def load_settings(ws: Workspace) -> Settings:
     return Settings.from_mapping(
         json.loads(ws.settings_path.read_text()), origin=str(ws.settings_path)
     )
+
+
+#: the step of :func:`postermap.growing.grow_map` that stands in for each stage
+GROWN_BY = {
+    "embed": "embed",
+    "clean": "clean",
+    "reduce": "layout",
+    "grid": "grid",
+    "cluster": "cluster",
+    "neighbours": "neighbours",
+}
+
+
+def add_source(
+    ws: Workspace,
+    settings: Settings,
+    source: Path,
+    metadata: Path | None = None,
+    move_penalty: float = MOVE_PENALTY,
+) -> dict:
+    """Grow the finished map in ``ws`` by the images of ``source`` without rebuilding it
+    (``postermap add``): the map's images keep their places, cells and clusters.
+
+    The source is registered in the workspace (ingest lists it after the map's own, so a
+    full ``run`` of the same settings maps the same files), ingest reads it, the growing
+    steps (:func:`postermap.growing.grow_map`) embed, clean and place the new images, the
+    stage markers are brought up to date and the site is rendered again. A killed ``add``
+    resumes when run again with the same source (another source is refused until then).
+
+    Returns:
+        What was done: per-step reports, the share of the map's images that moved cell,
+        seconds.
+    """
+    started = time.perf_counter()
+    ws.create()
+    entry = {
+        "source": str(Path(source).resolve()),
+        "metadata": str(Path(metadata).resolve()) if metadata else None,
+    }
+    plan_path = ws.pending_add_dir / "plan.json"
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text())
+        if plan["source"] != entry["source"]:
+            raise SettingsError(
+                f"an add of {plan['source']} to {ws.root} was interrupted; run "
+                f"`postermap add {plan['source']} -o {ws.root}` to finish it first"
+            )
+        log.info("add: resuming the add of %s", entry["source"])
+    else:
+        _require_finished(ws, settings)
+        atomic_write_json(plan_path, entry)
+    added = ws.read_added_sources()
+    own = settings.source and str(Path(settings.source).resolve()) == entry["source"]
+    if not own and not any(s["source"] == entry["source"] for s in added):
+        ws.write_added_sources([*added, entry])
+    run_stage(ws, settings, stage_by_name("ingest"))
+    report = {"source": entry["source"], **grow(ws, settings, move_penalty)}
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    history = ws.read_added_sources()
+    for item in history:
+        if item["source"] == entry["source"]:
+            item.setdefault("adds", []).append(
+                {k: report[k] for k in ("new_rows", "placed", "moved", "seconds")}
+            )
+    if history:
+        ws.write_added_sources(history)
+    clear_pending(ws)
+    return report
+
+
+def grow(ws: Workspace, settings: Settings, move_penalty: float = MOVE_PENALTY) -> dict:
+    """The part of :func:`add_source` after ingest: the growing steps for every row
+    ingest added, the stage markers brought up to date, the site rendered again."""
+    started = time.perf_counter()
+    reports = grow_map(ws, settings, move_penalty)
+    for name, step in GROWN_BY.items():
+        marker = ws.read_marker(name) or {}
+        stage = stage_by_name(name)
+        ws.write_marker(
+            name,
+            {**marker, "fingerprint": fingerprint(ws, settings, stage), "added": reports[step]},
+        )
+    write_catalog(ws)
+    tiles = run_stage(ws, settings, stage_by_name("tiles"))
+    return {
+        "new_rows": reports["clean"].get("new", 0),
+        "placed": reports["layout"].get("new", 0),
+        "moved": reports["grid"].get("moved", 0),
+        "moved_share": reports["grid"].get("moved_share", 0.0),
+        "steps": reports,
+        "tiles_seconds": tiles.get("seconds"),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _require_finished(ws: Workspace, settings: Settings) -> None:
+    """``add`` grows a finished map: every stage must be current."""
+    for stage in STAGES:
+        if not ws.is_done(stage.name, fingerprint(ws, settings, stage)):
+            raise StageOrderError(
+                f"the map in {ws.root} is not finished (stage '{stage.name}' is not up to "
+                f"date): run `postermap run` first, then add"
+            )

@@ -13,6 +13,9 @@ reads.
 Layout::
 
     settings.json            the settings the map was last built with
+    sources.json             the sources ``postermap add`` grew the map with (ingest reads
+                             them after SOURCE)
+    add/                     the steps of an ``add`` in progress (gone when it finished)
     overrides.toml           the user's keep/drop of clean verdicts (user-edited)
     clusters.toml            the user's cluster curation (template written once)
     catalog.parquet          one row per input file: every stage's table joined by id
@@ -36,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import logging
 import os
@@ -203,6 +207,27 @@ class Workspace:
         return self.root / "settings.json"
 
     @property
+    def added_sources_path(self) -> Path:
+        return self.root / "sources.json"
+
+    def read_added_sources(self) -> list[dict[str, Any]]:
+        """The sources ``postermap add`` grew the map with, in order: ``{"source": ...,
+        "metadata": ...}`` each (ingest lists them after the map's own source)."""
+        if not self.added_sources_path.exists():
+            return []
+        return json.loads(self.added_sources_path.read_text())
+
+    def write_added_sources(self, sources: list[dict[str, Any]]) -> None:
+        atomic_write_json(self.added_sources_path, sources)
+
+    @property
+    def pending_add_dir(self) -> Path:
+        """The steps of an ``add`` in progress: each step's outputs are staged here and
+        moved into place, and a step's marker says it is done (see
+        :mod:`postermap.growing`)."""
+        return self.root / "add"
+
+    @property
     def overrides_path(self) -> Path:
         return self.root / "overrides.toml"
 
@@ -305,6 +330,21 @@ class Workspace:
             merged.flush()
             del merged
         atomic_save_npy(self.embedding_ids_path, np.array(ids))
+
+    def append_embeddings(
+        self, ids: list[str], parts: list[Path], extra_parts: dict[str, list[Path]]
+    ) -> None:
+        """Append the rows of the feature ``parts`` (content hashes ``ids``, in order) and
+        of each extra pooling's parts to the embeddings, in place: the existing rows are
+        neither copied nor touched. Each file is cut back to the rows ``ids.npy`` lists,
+        the new rows are written after them and the header's row count is rewritten last;
+        ``ids.npy`` is replaced last of all, so a killed append is redone whole by the
+        next one and a reader never sees a row without its id."""
+        old = np.load(self._existing(self.embedding_ids_path, "embed"))
+        _append_rows(self.embeddings_path, len(old), parts)
+        for name, paths in extra_parts.items():
+            _append_rows(self.extra_features_path(name), len(old), paths)
+        atomic_save_npy(self.embedding_ids_path, np.concatenate([old, np.array(ids)]))
 
     @property
     def embed_failures_path(self) -> Path:
@@ -518,6 +558,47 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
+
+
+def _append_rows(path: Path, keep: int, parts: list[Path]) -> None:
+    """Keep the first ``keep`` rows of the ``.npy`` at ``path`` and append the rows of
+    ``parts`` (same row shape; cast to the file's dtype); the new row count goes into the
+    header last. numpy leaves room in a header for the first axis to grow, so the header
+    keeps its length and the data does not move."""
+    fmt = np.lib.format
+    with write_errors(path), open(path, "r+b") as fh:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise StageOrderError(f"{path} is not in C order; run the 'embed' stage again")
+        start = fh.tell()
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        added = [np.load(part, mmap_mode="r") for part in parts]
+        total = keep + sum(len(rows) for rows in added)
+        header = io.BytesIO()
+        write = fmt.write_array_header_1_0 if version == (1, 0) else fmt.write_array_header_2_0
+        described = {"descr": fmt.dtype_to_descr(dtype), "fortran_order": False}
+        write(header, {**described, "shape": (total, *shape[1:])})
+        if len(header.getvalue()) != start:
+            raise StageOrderError(
+                f"{path}: its header has no room for {total} rows; run the 'embed' stage again"
+            )
+        fh.truncate(start + keep * row_bytes)
+        fh.seek(start + keep * row_bytes)
+        for rows in added:
+            if tuple(rows.shape[1:]) != tuple(shape[1:]):
+                raise StageOrderError(
+                    f"{path}: new rows of shape {rows.shape[1:]}, the file has {shape[1:]}"
+                )
+            for at in range(0, len(rows), 4096):
+                fh.write(np.ascontiguousarray(rows[at : at + 4096], dtype=dtype).tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.seek(0)
+        fh.write(header.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def thumb_location(thumbs_dir: Path, content_hash: str) -> Path:

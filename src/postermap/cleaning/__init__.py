@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from postermap.cleaning.added import clean_additions
 from postermap.cleaning.boring import boring_reason
 from postermap.cleaning.layout import Layouts
 from postermap.cleaning.near import (
@@ -71,6 +72,7 @@ __all__ = [
     "ThumbnailReader",
     "Verdict",
     "boring_reason",
+    "clean_additions",
     "clean_collection",
     "embedding_candidates",
     "find_exact_duplicates",

@@ -194,13 +194,16 @@ def _crop(image: Image.Image, box: np.ndarray) -> Image.Image:
     return image.convert("RGB").crop((left, top, right, bottom))
 
 
-def star_groups(rows: list[dict], pairs: np.ndarray) -> list[list[int]]:
+def star_groups(
+    rows: list[dict], pairs: np.ndarray, first: Callable[[int], tuple] | None = None
+) -> list[list[int]]:
     """Groups (row indices, representative first, size >= 2) of confirmed pairs.
 
     Groups are stars, not chains: images are visited largest first (then larger file, then
     path); an unassigned image becomes a representative and takes every unassigned image
     *directly* confirmed with it. So A~B and B~C never put A and C together unless A~C
-    holds too (transitive closure would merge, say, all flags with stripes).
+    holds too (transitive closure would merge, say, all flags with stripes). ``first``
+    (row index -> sort key) replaces that order (``add`` visits the map's images first).
     """
     confirmed: dict[int, set[int]] = defaultdict(set)
     for i, j in pairs.tolist():
@@ -208,7 +211,7 @@ def star_groups(rows: list[dict], pairs: np.ndarray) -> list[list[int]]:
         confirmed[j].add(i)
     assigned: set[int] = set()
     groups = []
-    for rep in sorted(confirmed, key=lambda i: keep_order(rows[i])):
+    for rep in sorted(confirmed, key=first or (lambda i: keep_order(rows[i]))):
         if rep in assigned:
             continue
         members = sorted(j for j in confirmed[rep] if j not in assigned)

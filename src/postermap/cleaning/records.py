@@ -4,7 +4,9 @@ exact-duplicate pass, which copy a group keeps, the output table and its counts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,10 +49,14 @@ class Verdict:
     similarity: float | None = None
 
 
-def find_exact_duplicates(rows: list[dict]) -> dict[str, tuple[str, str]]:
+def find_exact_duplicates(
+    rows: list[dict], first: Callable[[dict], Any] | None = None
+) -> dict[str, tuple[str, str]]:
     """Map id -> (representative id, ``same_bytes`` | ``same_pixels``) for exact copies;
-    the representative is the first member by path."""
-    readable = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["path"])
+    the representative is the first member by path (or by the sort key ``first``: an
+    added image never displaces one already on the map)."""
+    key = first or (lambda r: r["path"])
+    readable = sorted((r for r in rows if r["status"] == "ok"), key=key)
     verdicts: dict[str, tuple[str, str]] = {}
     for key, reason in (("content_hash", "same_bytes"), ("pixel_hash", "same_pixels")):
         groups: dict[str, list[dict]] = defaultdict(list)

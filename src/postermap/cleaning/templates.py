@@ -28,16 +28,23 @@ C = 16
 
 
 def template_groups(
-    rows: list[dict], layouts: Layouts, live: list[int], pairs: np.ndarray, params
+    rows: list[dict],
+    layouts: Layouts,
+    live: list[int],
+    pairs: np.ndarray,
+    params,
+    graphic: float | None = None,
 ) -> list[list[int]]:
     """Groups (row indices, representative first) of plain cards sharing one template.
 
     ``pairs`` are the candidate pairs (row indices); ``params`` a
-    :class:`postermap.cleaning.CleanParams`.
+    :class:`postermap.cleaning.CleanParams`; ``graphic`` the collection's median graphic
+    score when ``live`` is only part of it (default: the median over ``live``).
     """
     if len(live) < params.template_min_size or len(pairs) == 0:
         return []
-    if float(np.median(layouts.graphic[live])) >= params.graphic_score:
+    median = float(np.median(layouts.graphic[live])) if graphic is None else graphic
+    if median >= params.graphic_score:
         return []  # a collection of graphics: templates are symbol sets
     card = np.zeros(len(rows), bool)
     for i in live:

@@ -19,8 +19,6 @@ holds the file's content hash, so a changed file re-runs it and everything after
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +27,16 @@ import numpy as np
 
 from postermap.config import StageSettings
 from postermap.embedders import extras_of, get_embedder
-from postermap.embedding import embed_paths, embed_shard
+from postermap.embedding import (
+    SHARD_VERSION,
+    embed_paths,
+    embed_shard,
+    extra_path,
+    failures_path,
+    read_failures,
+    save_shard,
+    shard_digest,
+)
 from postermap.errors import NothingToMapError
 from postermap.features import (
     features_fingerprint,
@@ -41,12 +48,9 @@ from postermap.images import THUMB_VERSION
 from postermap.progress import progress_bar
 from postermap.runner import make_runner
 from postermap.stage import Stage, StageOutcome
-from postermap.workspace import Workspace, atomic_save_npy, atomic_write_json
+from postermap.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-#: part of every shard's name: bump when the features of a shard change
-SHARD_VERSION = 2
 
 
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
@@ -63,12 +67,14 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
     # the thumbnails' version too: shards of stale thumbnails are not reused
     key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
-    shard_paths = [ws.shards_dir / f"{n:05d}-{_digest(key, s)}.npy" for n, s in enumerate(shards)]
+    shard_paths = [
+        ws.shards_dir / f"{n:05d}-{shard_digest(key, s)}.npy" for n, s in enumerate(shards)
+    ]
     extras = extras_of(settings.model)
     todo = [
         (s, p)
         for s, p in zip(shards, shard_paths, strict=True)
-        if not all(q.exists() for q in [p, *(_extra_path(p, name) for name in extras)])
+        if not all(q.exists() for q in [p, *(extra_path(p, name) for name in extras)])
     ]
     if len(todo) < len(shards):
         log.info(
@@ -81,11 +87,11 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     dim = int(np.load(shard_paths[0], mmap_mode="r").shape[1])
     ws.write_embeddings(ids, shard_paths, dim)
     for name, shape in extras.items():
-        parts = [_extra_path(p, name) for p in shard_paths]
+        parts = [extra_path(p, name) for p in shard_paths]
         ws.write_extra_features(name, parts, len(ids), shape)
     failures = {}
     for shard_ids, path in zip(shards, shard_paths, strict=True):
-        for position, reason in _read_failures(path).items():
+        for position, reason in read_failures(path).items():
             failures[shard_ids[position]] = reason
             log.error(
                 "embed: no features for %s (kept as status error): %s",
@@ -93,7 +99,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
                 reason,
             )
     ws.write_embed_failures(failures)
-    keep = set(shard_paths) | {_extra_path(p, name) for p in shard_paths for name in extras}
+    keep = set(shard_paths) | {extra_path(p, name) for p in shard_paths for name in extras}
     _remove_stale_shards(ws.shards_dir, keep)
     _remove_stale_extras(ws, extras)
     return StageOutcome(
@@ -186,7 +192,7 @@ def _embed_todo(
                 embed_shard, [settings.model] * n, paths, [settings.batch_size] * n
             )
             for (_, path), (features, extras, failures) in zip(todo, results, strict=True):
-                _save_shard(path, features, extras, failures)
+                save_shard(path, features, extras, failures)
                 advance(len(features))
         return
     if not todo:
@@ -196,51 +202,14 @@ def _embed_todo(
         features, extras, failures = embed_paths(
             shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
         )
-        _save_shard(path, features, extras, failures)
-
-
-def _save_shard(
-    path: Path, features: np.ndarray, extras: dict[str, np.ndarray], failures: dict[int, str]
-) -> None:
-    """The shard's failures and extra poolings first, its features last: the ``.npy``
-    marks it finished (together with the extras it should have, see ``run``)."""
-    failures_path = _failures_path(path)
-    if failures:
-        atomic_write_json(failures_path, {str(k): v for k, v in failures.items()})
-    else:
-        failures_path.unlink(missing_ok=True)
-    for name, rows in extras.items():
-        atomic_save_npy(_extra_path(path, name), rows)
-    atomic_save_npy(path, features)
-
-
-def _extra_path(shard: Path, name: str) -> Path:
-    return shard.with_name(f"{shard.stem}.{name}.npy")
-
-
-def _failures_path(shard: Path) -> Path:
-    return shard.with_name(shard.stem + ".failures.json")
-
-
-def _read_failures(shard: Path) -> dict[int, str]:
-    path = _failures_path(shard)
-    if not path.exists():
-        return {}
-    return {int(k): v for k, v in json.loads(path.read_text()).items()}
-
-
-def _digest(key: str, ids: list[str]) -> str:
-    digest = hashlib.sha256(key.encode())
-    for image_id in ids:
-        digest.update(image_id.encode())
-    return digest.hexdigest()[:16]
+        save_shard(path, features, extras, failures)
 
 
 def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
     for path in shard_dir.glob("*.npy"):
         if path not in keep:
             path.unlink()
-            _failures_path(path).unlink(missing_ok=True)
+            failures_path(path).unlink(missing_ok=True)
 
 
 def _remove_stale_extras(ws: Workspace, extras: dict[str, tuple[int, ...]]) -> None:

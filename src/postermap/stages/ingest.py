@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,8 +44,15 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         retry_failed=settings.retry_failed,
     )
     items, counts = collect_items(source_spec(settings), ws.downloads_dir, options)
-    local = [item for item in items if item.local is not None]
-    parts = [local[i : i + PART_SIZE] for i in range(0, len(local), PART_SIZE)]
+    for number, spec in enumerate(added_specs(ws), start=1):
+        more, more_counts = collect_items(spec, ws.downloads_dir, options)
+        items += [replace(item, path=added_path(number, item.path)) for item in more]
+        for key, value in more_counts.items():
+            counts[key] = counts.get(key, 0) + value
+    parts = []  # cut per source, so adding a source leaves the earlier parts as they were
+    for group in _by_source(items):
+        local = [item for item in group if item.local is not None]
+        parts += [local[i : i + PART_SIZE] for i in range(0, len(local), PART_SIZE)]
     part_paths = [_part_path(ws.ingest_parts_dir, part, settings) for part in parts]
     todo = [(part, path) for part, path in zip(parts, part_paths, strict=True) if not path.exists()]
     if len(todo) < len(parts):
@@ -94,8 +102,37 @@ def source_spec(settings: StageSettings) -> SourceSpec:
     )
 
 
+def added_specs(ws: Workspace) -> list[SourceSpec]:
+    """The sources ``postermap add`` grew the map with (folders or manifests, each with
+    its own metadata file if it had one), after the map's own source."""
+    return [
+        SourceSpec(
+            source=Path(entry["source"]),
+            metadata=Path(entry["metadata"]) if entry.get("metadata") else None,
+        )
+        for entry in ws.read_added_sources()
+    ]
+
+
+def _by_source(items: list[SourceItem]) -> list[list[SourceItem]]:
+    """The items of the map's own source, then those of each added one."""
+    groups: dict[str, list[SourceItem]] = {}
+    for item in items:
+        key = item.path.split("/", 1)[0] if item.path.startswith("~add") else ""
+        groups.setdefault(key, []).append(item)
+    return [groups[key] for key in sorted(groups)]
+
+
+def added_path(number: int, path: str) -> str:
+    """An added source's item path, prefixed so it never collides with the map's own
+    (two folders may both hold ``a.png``) and sorts after them."""
+    return f"~add{number:03d}/{path}"
+
+
 def _source_fingerprint(ws: Workspace, settings: StageSettings) -> str:
-    return source_fingerprint(source_spec(settings))
+    own = source_fingerprint(source_spec(settings))
+    added = [source_fingerprint(spec) for spec in added_specs(ws)]
+    return own if not added else hashlib.sha256(" ".join([own, *added]).encode()).hexdigest()[:24]
 
 
 def _inspect_all(

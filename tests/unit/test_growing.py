@@ -1,0 +1,102 @@
+"""The pieces of `postermap add`: appending embeddings in place, inserting points into a
+grid, placing new points and voting their clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from postermap.grid import assign_to_grid, grid_cost
+from postermap.grid.insert import cell_units, grown_shape, insert_points
+from postermap.growing import _insert_neighbour, place_by_neighbours, vote_clusters
+from postermap.workspace import Workspace, _append_rows
+
+
+def _embeddings(tmp_path, n: int) -> Workspace:
+    ws = Workspace(tmp_path / "ws").create()
+    ws.embed_dir.mkdir()
+    np.save(ws.embeddings_path, np.arange(n * 4, dtype=np.float32).reshape(n, 4))
+    np.save(ws.extra_features_path("rmac"), np.ones((n, 2, 3), np.float16))
+    np.save(ws.embedding_ids_path, np.array([f"h{i}" for i in range(n)]))
+    return ws
+
+
+def test_append_embeddings_keeps_old_rows_and_survives_a_torn_append(tmp_path):
+    ws = _embeddings(tmp_path, 5)
+    part = tmp_path / "part.npy"
+    np.save(part, np.full((99_996, 4), 7, np.float32))  # the row count gains a digit
+    extra = tmp_path / "part.rmac.npy"
+    np.save(extra, np.zeros((99_996, 2, 3), np.float16))
+    # a killed append: rows and header written, ids not
+    _append_rows(ws.embeddings_path, 5, [part])
+    ws.append_embeddings([f"n{i}" for i in range(99_996)], [part], {"rmac": [extra]})
+    got = ws.read_embeddings()
+    assert got.vectors.shape == (100_001, 4) and len(got.ids) == 100_001
+    assert np.array_equal(got.vectors[:5], np.arange(20, dtype=np.float32).reshape(5, 4))
+    assert (got.vectors[5:] == 7).all() and got.ids[5] == "n0"
+    rmac = ws.read_extra_features("rmac")
+    assert rmac.shape == (100_001, 2, 3) and (rmac[:5] == 1).all() and (rmac[5:] == 0).all()
+
+
+def _clustered_grid(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(size=(n, 2))
+    rows, cols = 10, n // 10
+    cells = assign_to_grid(xy, rows, cols, seed=seed)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    return xy, cells, rows, cols, lambda p: cell_units((p - lo) / (hi - lo), rows, cols)
+
+
+def test_insert_points_with_a_high_penalty_moves_no_old_point():
+    xy, cells, rows, cols, units = _clustered_grid(200)
+    new = np.random.default_rng(1).normal(size=(15, 2))
+    old_cells, new_cells, r, c = insert_points(
+        cells, units(xy), units(new), rows, cols, move_penalty=1e6
+    )
+    assert (r, c) == grown_shape(rows, cols, 215, cols / rows) and r * c >= 215
+    before = np.stack([cells // cols, cells % cols], 1)
+    after = np.stack([old_cells // c, old_cells % c], 1)
+    assert (before == after).all()
+    assert len(set(np.concatenate([old_cells, new_cells]).tolist())) == 215
+
+
+def test_insert_points_with_no_penalty_gives_a_cheaper_grid():
+    xy, cells, rows, cols, units = _clustered_grid(200)
+    new = np.random.default_rng(2).normal(size=(20, 2))
+    everything = np.concatenate([xy, new])
+    costs = {}
+    for penalty in (0.0, 1e6):
+        old_cells, new_cells, r, c = insert_points(
+            cells, units(xy), units(new), rows, cols, move_penalty=penalty
+        )
+        costs[penalty] = grid_cost(everything, np.concatenate([old_cells, new_cells]), r, c)
+    assert costs[0.0] <= costs[1e6]
+
+
+def test_placement_follows_the_closest_look_alike():
+    xy = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    labels = np.array([[1, 0, 2]])
+    placed = place_by_neighbours(xy, labels, np.array([[0.95, 0.80, 0.70]], np.float32))
+    assert np.linalg.norm(placed[0] - xy[1]) < 0.1
+    even = place_by_neighbours(xy, labels, np.array([[0.9, 0.9, 0.9]], np.float32))
+    assert np.allclose(even[0], xy.mean(axis=0), atol=1e-5)
+
+
+def test_vote_clusters_needs_a_floor_of_votes():
+    votes = np.array([[3, 3, 3, 3, 1, 1, -1, -1, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]])
+    assert vote_clusters(votes) == [3, -1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "scores", "score", "expected"),
+    [
+        ([4, 5, 6], [0.9, 0.8, 0.7], 0.85, [4, 9, 5]),
+        ([4, 5, 6], [0.9, 0.8, 0.7], 0.95, [9, 4, 5]),
+        ([4, -1, -1], [0.9, 0.0, 0.0], 0.5, [4, 9, -1]),
+    ],
+)
+def test_a_new_neighbour_goes_in_its_place(rows, scores, score, expected):
+    rows, scores = np.array(rows, np.int32), np.array(scores, np.float32)
+    _insert_neighbour(rows, scores, 9, score)
+    assert rows.tolist() == expected
+    assert (np.diff(scores[rows >= 0]) <= 0).all()
