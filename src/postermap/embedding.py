@@ -1,16 +1,19 @@
 """Running an embedder over many thumbnails: the batch loops of the embed stage.
 
-Locally, thumbnails are decoded and resized in a ``torch.utils.data.DataLoader`` worker
-while the model runs in this process (:func:`embed_paths`); on Ray, each task embeds one
-shard with a model loaded once per worker process (:func:`embed_shard`).
+Locally, thumbnails are decoded and resized in a pool of forked worker processes while the
+model runs in this process (:func:`embed_paths`); on Ray, each task embeds one shard with
+a model loaded once per worker process (:func:`embed_shard`).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import json
 import logging
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,22 +38,9 @@ Extras = dict[str, np.ndarray]
 #: dtype of the extra poolings: they are only clustered on (after a PCA), so half
 #: precision halves their disk and memory-map footprint at no measurable cost
 EXTRA_DTYPE = np.float16
-
-
-class ThumbnailDataset:
-    """Map-style dataset over thumbnail files: (uint8 array at the model's size, None), or
-    (None, reason) for a thumbnail that cannot be prepared, so one bad file costs its own
-    features, not the shard."""
-
-    def __init__(self, paths: list[Path], embedder: Embedder) -> None:
-        self.paths = paths
-        self.preprocess = embedder.preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray | None, str | None]:
-        return prepare(self.paths[index], self.preprocess)
+#: batches each decode worker may have ready ahead of the model (as a PyTorch DataLoader's
+#: ``prefetch_factor``): enough to hide decoding, few enough to bound memory
+PREFETCH = 2
 
 
 def prepare(
@@ -65,10 +55,6 @@ def prepare(
         return None, internal_reason(err)
 
 
-def _worker_init(_worker_id: int) -> None:
-    die_with_parent()
-
-
 def embed_paths(
     paths: list[Path],
     embedder: Embedder,
@@ -79,26 +65,58 @@ def embed_paths(
     """Features and extra poolings for ``paths`` in order, decoding in ``workers - 1``
     background processes; rows of images that could not be prepared are zero and listed in
     the failures."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        ThumbnailDataset(paths, embedder),
-        batch_size=batch_size,
-        num_workers=max(0, workers - 1),
-        collate_fn=list,
-        worker_init_fn=_worker_init,
-    )
-    torch.set_num_threads(max(1, workers))
     out, extras = _allocate(embedder, len(paths))
     failures: Failures = {}
     done = 0
-    for batch in loader:
+    for batch in prepared_batches(paths, embedder.preprocess, batch_size, workers - 1):
         _embed_batch(embedder, batch, done, out, extras, failures)
         done += len(batch)
         if on_batch is not None:
             on_batch(len(batch))
     return out, extras, failures
+
+
+def prepared_batches(
+    paths: list[Path],
+    preprocess: Callable[[Image.Image], np.ndarray],
+    batch_size: int,
+    decoders: int,
+) -> Iterator[list[tuple[np.ndarray | None, str | None]]]:
+    """``paths`` in batches of :func:`prepare` results, in order, decoded by ``decoders``
+    forked processes (in this one if none, or where fork is unavailable), at most
+    ``PREFETCH`` batches per process ahead of the consumer."""
+    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    if decoders < 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            yield [prepare(path, preprocess) for path in chunk]
+        return
+    # fork: the workers inherit ``preprocess`` (a model's bound method) without pickling it
+    context = multiprocessing.get_context("fork")
+    with context.Pool(decoders, initializer=_start_decoder, initargs=(preprocess,)) as pool:
+        remaining = iter(chunks)
+        pending = collections.deque(
+            pool.apply_async(_prepare_chunk, (chunk,))
+            for chunk in itertools.islice(remaining, PREFETCH * decoders)
+        )
+        while pending:
+            batch = pending.popleft().get()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append(pool.apply_async(_prepare_chunk, (following,)))
+            yield batch
+
+
+#: the model's pre-processing in a decode worker (set when the worker starts)
+_DECODER_PREPROCESS: list[Callable[[Image.Image], np.ndarray]] = []
+
+
+def _start_decoder(preprocess: Callable[[Image.Image], np.ndarray]) -> None:
+    die_with_parent()
+    _DECODER_PREPROCESS[:] = [preprocess]
+
+
+def _prepare_chunk(chunk: list[Path]) -> list[tuple[np.ndarray | None, str | None]]:
+    return [prepare(path, _DECODER_PREPROCESS[0]) for path in chunk]
 
 
 #: One embedder per worker process of a distributed run, kept between shards.

@@ -1,7 +1,8 @@
 """Registry of image embedders: name -> class with ``dim``, ``preprocess`` and ``embed``.
 
 The embed stage only knows the protocol (:class:`~postermap.embedders.base.Embedder`).
-Importing this package does not import torch; :func:`get_embedder` does, on first use.
+Importing this package does not import torch, nor does the default model; InceptionV3
+and the PyTorch backend do, on first use (the ``torch`` extra).
 """
 
 from __future__ import annotations

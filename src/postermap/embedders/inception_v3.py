@@ -30,6 +30,7 @@ from postermap.embedders.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     normalise_batch,
+    require_torch,
     resize_square,
     softmax_classifier,
 )
@@ -289,7 +290,7 @@ def load_checkpoint(network, path: Path) -> None:
 
 
 class InceptionV3:
-    """2048-d average-pool features of InceptionV3 (PyTorch, CPU)."""
+    """2048-d average-pool features of InceptionV3 (PyTorch, CPU: the ``torch`` extra)."""
 
     name = "inception-v3"
     dim = 2048
@@ -297,9 +298,7 @@ class InceptionV3:
     extras: dict[str, tuple[int, ...]] = {}  # none: the cluster stage uses the features
 
     def __init__(self, threads: int | None = None, weights: Path | None = None) -> None:
-        import torch
-
-        self._torch = torch
+        self._torch = require_torch("inception-v3")
         self.weights = Path(weights) if weights is not None else find_weights()
         self.network = build_network()
         load_checkpoint(self.network, self.weights)
