@@ -12,15 +12,20 @@ images of 128 px cells), removed afterwards.
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from postermap.errors import WorkspaceWriteError
 from postermap.progress import track
 from postermap.runner import Runner
-from postermap.workspace import describe_write_error
+from postermap.workspace import atomic_path, describe_write_error
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,164 @@ def render_pyramid(
         shutil.rmtree(strips_dir, ignore_errors=True)
     levels = len([p for p in out_dir.iterdir() if p.is_dir() and p.name.isdigit()])
     return levels, failed
+
+
+def pyramid_levels(width: int, height: int) -> int:
+    """Zoom levels ``dzsave`` writes in the Google layout for a ``width`` x ``height``
+    mosaic: the top level's square of tiles is the smallest power of two that holds it."""
+    side = max(width, height, 1)
+    return max(0, math.ceil(math.log2(side / TILE_SIZE))) + 1 if side > TILE_SIZE else 1
+
+
+def update_pyramid(
+    cells: list[list[str | None]],
+    cell: tuple[int, int],
+    background: str,
+    quality: int,
+    out_dir: Path,
+    old_dir: Path,
+    changed: set[tuple[int, int]],
+) -> tuple[int, dict[tuple[int, int], str], int] | None:
+    """The pyramid of ``cells`` made from the one in ``old_dir`` by drawing again only
+    the tiles that show a ``changed`` cell (row, col), and their parents up to the top.
+
+    The Google layout anchors the mosaic at the top left, so as long as the number of
+    levels stays the same every unchanged tile is the same file: those are hard-linked
+    from ``old_dir``. A full-resolution tile is drawn from its cells, a parent from its
+    four children (as ``dzsave`` shrinks them); a tile with nothing on it is left out, as
+    ``dzsave`` leaves blank tiles out.
+
+    Returns (levels, cells that could not be drawn, tiles drawn), or None when the
+    levels changed (the caller renders the whole pyramid).
+    """
+    import pyvips
+
+    cw, ch = cell
+    rows, cols = len(cells), len(cells[0]) if cells else 0
+    levels = pyramid_levels(cols * cw, rows * ch)
+    old_levels = len([p for p in old_dir.iterdir() if p.is_dir() and p.name.isdigit()])
+    if levels != old_levels:
+        return None
+    for path in old_dir.rglob("*"):
+        target = out_dir / path.relative_to(old_dir)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+    bg = hex_to_rgb(background)
+    top = levels - 1
+    todo = set()
+    for r, c in changed:
+        x0, y0 = c * cw, r * ch
+        for ty in range(y0 // TILE_SIZE, (y0 + ch - 1) // TILE_SIZE + 1):
+            for tx in range(x0 // TILE_SIZE, (x0 + cw - 1) // TILE_SIZE + 1):
+                todo.add((tx, ty))
+    failed: dict[tuple[int, int], str] = {}
+    drawn = 0
+    for tx, ty in sorted(todo):
+        image, tile_failed = _draw_tile(pyvips, cells, cell, bg, tx, ty)
+        failed.update(tile_failed)
+        drawn += _save_tile(image, out_dir / str(top) / str(ty) / f"{tx}.jpg", quality)
+    for level in range(top - 1, -1, -1):
+        todo = {(tx // 2, ty // 2) for tx, ty in todo}
+        for tx, ty in sorted(todo):
+            children = [
+                out_dir / str(level + 1) / str(2 * ty + dy) / f"{2 * tx + dx}.jpg"
+                for dy in (0, 1)
+                for dx in (0, 1)
+            ]
+            image = None
+            if any(child.exists() for child in children):
+                blank = (pyvips.Image.black(TILE_SIZE, TILE_SIZE, bands=3) + bg).cast("uchar")
+                parts = [
+                    pyvips.Image.new_from_file(str(p)) if p.exists() else blank for p in children
+                ]
+                image = pyvips.Image.arrayjoin(parts, across=2).shrink(2, 2).cast("uchar")
+            drawn += _save_tile(image, out_dir / str(level) / str(ty) / f"{tx}.jpg", quality)
+    return levels, failed, drawn
+
+
+def _draw_tile(
+    pyvips: Any,
+    cells: list[list[str | None]],
+    cell: tuple[int, int],
+    bg: list[int],
+    tx: int,
+    ty: int,
+) -> tuple[Any, dict[tuple[int, int], str]]:
+    """The full-resolution tile (tx, ty) drawn from the cells it shows (None if it shows
+    none), and the cells that could not be drawn."""
+    cw, ch = cell
+    x0, y0 = tx * TILE_SIZE, ty * TILE_SIZE
+    canvas, failed = None, {}
+    for r in range(y0 // ch, min(len(cells), (y0 + TILE_SIZE - 1) // ch + 1)):
+        for c in range(x0 // cw, min(len(cells[r]), (x0 + TILE_SIZE - 1) // cw + 1)):
+            path = cells[r][c]
+            if path is None:
+                continue
+            if canvas is None:
+                canvas = (pyvips.Image.black(TILE_SIZE, TILE_SIZE, bands=3) + bg).cast("uchar")
+            try:
+                image = _cell_image(pyvips, path, cw, ch, bg)
+            except pyvips.Error as err:
+                failed[(r, c)] = f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
+                continue
+            canvas = canvas.insert(image, c * cw - x0, r * ch - y0)
+    return canvas, failed
+
+
+def _save_tile(image: Any, path: Path, quality: int) -> int:
+    """Replace the tile at ``path`` by ``image`` (None: no tile there); 1 if one was written."""
+    import pyvips
+
+    path.unlink(missing_ok=True)  # a hard link to the old site's tile: never write through
+    if image is None:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        image.write_to_file(f"{path}[Q={quality}]")
+    except pyvips.Error as err:
+        raise_if_full(path, err)
+        raise
+    return 1
+
+
+#: file beside the tiles that records what each cell shows, so the next render can redraw
+#: only the tiles whose cells changed
+DRAWN_FILE = "drawn.npz"
+
+
+def write_drawn(tiles_dir: Path, shown: list[list[str | None]], params: dict[str, Any]) -> None:
+    """Record what every cell of the pyramid in ``tiles_dir`` shows (a content hash, or
+    None) and what it was drawn with (cell size, background, quality, thumbnails)."""
+    flat = np.array([[h or "" for h in row] for row in shown], dtype=str)
+    with atomic_path(tiles_dir / DRAWN_FILE) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, shown=flat, params=np.array(json.dumps(params, sort_keys=True)))
+
+
+def changed_cells(
+    tiles_dir: Path, shown: list[list[str | None]], params: dict[str, Any]
+) -> set[tuple[int, int]] | None:
+    """The cells (row, col) whose content differs from what the pyramid in ``tiles_dir``
+    shows, or None when it cannot be reused (none there, or drawn otherwise)."""
+    path = tiles_dir / DRAWN_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        if str(data["params"]) != json.dumps(params, sort_keys=True):
+            return None
+        before = data["shown"]
+    rows, cols = len(shown), len(shown[0]) if shown else 0
+    now = np.array([[h or "" for h in row] for row in shown], dtype=str).reshape(rows, cols)
+    was = np.full((rows, cols), "", dtype=now.dtype if now.size else str)
+    if before.ndim == 2:
+        r, c = min(rows, before.shape[0]), min(cols, before.shape[1])
+        was[:r, :c] = before[:r, :c]
+        if (before[r:, :] != "").any() or (before[:, c:] != "").any():
+            return None  # the grid shrank: not a change this can draw
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(was != now), strict=True)}
 
 
 def render_row(

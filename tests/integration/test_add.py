@@ -178,6 +178,12 @@ def test_the_site_shows_the_new_images(grown):
     on_map = {i for i in added if i in _cells(grown["ws"])}
     assert len(on_map) == 18 and on_map <= shown
     assert not (ws.root / ".tmp-site").exists() and not ws.pending_add_dir.exists()
+    # the tiles that show a changed cell (and their parents) were drawn again, the rest
+    # reused (on a map this small the grown row and column touch every tile; see
+    # test_growing for a partial update)
+    counts = ws.read_marker("tiles")["counts"]
+    tiles = len(list((ws.site_dir / "tiles").rglob("*.jpg")))
+    assert counts["tiles_drawn"] + counts["tiles_reused"] == tiles and counts["tiles_drawn"] > 0
 
 
 def test_a_later_run_keeps_the_grown_map(grown):

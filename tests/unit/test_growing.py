@@ -3,6 +3,8 @@ grid, placing new points and voting their clusters."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,46 @@ def test_a_new_neighbour_goes_in_its_place(rows, scores, score, expected):
     _insert_neighbour(rows, scores, 9, score)
     assert rows.tolist() == expected
     assert (np.diff(scores[rows >= 0]) <= 0).all()
+
+
+def _tiles(root):
+    return {p.relative_to(root): p for p in root.rglob("*.jpg")}
+
+
+def _pixels(path):
+    import pyvips
+
+    image = pyvips.Image.new_from_file(str(path))
+    return np.ndarray(
+        buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, 3)
+    )
+
+
+def test_a_partial_pyramid_update_matches_a_full_render(tmp_path):
+    from postermap.mosaic import pyramid_levels, render_pyramid, update_pyramid
+    from postermap.runner import make_runner
+    from tests.conftest import draw_image
+
+    thumbs = [
+        str(draw_image(tmp_path / "t" / f"{i}.png", seed=i, size=(64, 64))) for i in range(40)
+    ]
+    before = [[thumbs[r * 9 + c] if r * 9 + c < 36 else None for c in range(9)] for r in range(5)]
+    after = [row[:] for row in before]
+    after[0][0], after[4][8], after[4][0] = thumbs[38], thumbs[39], None  # new, new, emptied
+    after = [*after, [thumbs[36], None, None, None, None, None, None, None, None]]  # grown
+    changed = {(0, 0), (4, 8), (4, 0), (5, 0)}
+    args = ((64, 64), "#202124", 90)
+    with make_runner(None, 1) as runner:
+        render_pyramid(before, *args, tmp_path / "old", runner)
+        levels, _ = render_pyramid(after, *args, tmp_path / "full", runner)
+    assert levels == pyramid_levels(9 * 64, 6 * 64) == 3
+    got = update_pyramid(after, *args, tmp_path / "part", tmp_path / "old", changed)
+    assert got is not None and got[0] == levels and not got[1]
+    full, part, old = _tiles(tmp_path / "full"), _tiles(tmp_path / "part"), _tiles(tmp_path / "old")
+    assert set(part) == set(full)
+    assert 0 < got[2] < len(full)  # only the changed tiles and their parents were drawn
+    for name, path in part.items():
+        diff = np.abs(_pixels(path).astype(int) - _pixels(full[name]).astype(int))
+        assert diff.mean() < 4, name
+    untouched = part[Path("2/0/1.jpg")]
+    assert untouched.stat().st_ino == old[Path("2/0/1.jpg")].stat().st_ino  # reused, linked

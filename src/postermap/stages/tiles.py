@@ -10,6 +10,7 @@ picture come from the stored features (:mod:`postermap.concepts`).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,13 @@ from postermap.catalog import write_catalog
 from postermap.concepts import picture_classes
 from postermap.config import StageSettings
 from postermap.errors import SettingsError
-from postermap.mosaic import cell_pixels, render_pyramid
+from postermap.mosaic import (
+    cell_pixels,
+    changed_cells,
+    render_pyramid,
+    update_pyramid,
+    write_drawn,
+)
 from postermap.runner import make_runner
 from postermap.site import (
     copy_viewer,
@@ -62,15 +69,43 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         except ValueError as err:
             raise SettingsError(f"--arrange: {err}") from err
     arranged = []
-    with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
-        levels, not_drawn = render_pyramid(
+    # a cell is the same when it shows the same thumbnail file, unchanged since
+    shown = [[_thumb_key(thumb) if thumb else None for thumb in line] for line in cells]
+    drawn_with = {
+        "cell": list(cell),
+        "background": settings.background,
+        "quality": settings.tile_quality,
+    }
+    changed = changed_cells(ws.site_dir / "tiles", shown, drawn_with)
+    partial = None
+    if changed is not None:
+        partial = update_pyramid(
             cells,
             cell,
             settings.background,
             settings.tile_quality,
             tmp / "tiles",
-            runner,
+            ws.site_dir / "tiles",
+            changed,
         )
+    with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
+        if partial is not None:
+            levels, not_drawn, redrawn = partial
+            not_drawn.update(_earlier_failures(ws, grid, changed or set()))
+            log.info("tiles: %d cells changed, %d tiles drawn again", len(changed or ()), redrawn)
+        else:
+            if (tmp / "tiles").exists():
+                shutil.rmtree(tmp / "tiles")
+            levels, not_drawn = render_pyramid(
+                cells,
+                cell,
+                settings.background,
+                settings.tile_quality,
+                tmp / "tiles",
+                runner,
+            )
+            redrawn = sum(1 for p in (tmp / "tiles").rglob("*.jpg"))
+        write_drawn(tmp / "tiles", shown, drawn_with)
         for wall in walls:
             wall_levels, _ = render_pyramid(
                 wall_cells(wall, thumbs),
@@ -127,6 +162,10 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             "zoom_levels": levels,
             "arrangements": len(arranged),
             "render_errors": len(errors),
+            "tiles_drawn": redrawn,
+            "tiles_reused": sum(1 for _ in (ws.site_dir / "tiles").rglob("*.jpg")) - redrawn
+            if partial is not None
+            else 0,
             "originals_missing": len(missing),
         },
         items=len(items),
@@ -143,6 +182,30 @@ def _picture_classes(ws: Workspace, settings: StageSettings, items: list[dict]):
         )
         return None
     return picture_classes(ws, [r["content_hash"] for r in items], settings.model)
+
+
+def _thumb_key(thumb: str) -> str:
+    """What a cell shows: its thumbnail's name and modification time (a thumbnail made
+    again, at another size say, is another picture)."""
+    try:
+        return f"{Path(thumb).stem}@{os.stat(thumb).st_mtime_ns}"
+    except FileNotFoundError:
+        return f"{Path(thumb).stem}@missing"
+
+
+def _earlier_failures(ws: Workspace, grid, changed: set[tuple[int, int]]) -> dict:
+    """Cells the last render could not draw and this one did not draw again."""
+    if not ws.has_table("tiles"):
+        return {}
+    earlier = ws.read_table("tiles").to_pydict()
+    cell_of = {i: int(c) for i, c in zip(grid.ids.tolist(), grid.cells.tolist(), strict=True)}
+    out = {}
+    for image_id, reason in zip(earlier["id"], earlier["render_error"], strict=True):
+        if image_id in cell_of:
+            at = divmod(cell_of[image_id], grid.cols)
+            if at not in changed:
+                out[at] = reason
+    return out
 
 
 STAGE = Stage(
