@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,8 +94,8 @@ def test_torch_backend_gives_the_same_features(model, emoji_images):
     assert np.abs(eager.embed(batch) - model.embed(batch)).max() < EXPORT_TOLERANCE
 
 
-#: run in a fresh interpreter where ``import torch`` (and the PyTorch port) fail
-TORCH_FREE = textwrap.dedent(
+#: the start of a fresh interpreter where ``import torch`` (and the PyTorch port) fail
+NO_TORCH = textwrap.dedent(
     """
     import importlib.abc, json, sys
 
@@ -105,6 +106,10 @@ TORCH_FREE = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, NoTorch())
+    """
+)
+TORCH_FREE = NO_TORCH + textwrap.dedent(
+    """
     import numpy as np
     from postermap.embedders import get_embedder
     from postermap.errors import SettingsError
@@ -127,23 +132,50 @@ TORCH_FREE = textwrap.dedent(
     }))
     """
 )
+WHOLE_PIPELINE = NO_TORCH + textwrap.dedent(
+    """
+    import postermap
+
+    m = postermap.build(sys.argv[1], sys.argv[2])
+    print(json.dumps({
+        "images": m.embeddings.vectors.shape[0],
+        "clusters": len(m.clusters),
+        "torch_loaded": "torch" in sys.modules,
+    }))
+    """
+)
+
+
+def _run_without_torch(script: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_default_model_runs_without_torch(model, emoji_images):
     """Where torch cannot be imported, the default model still embeds (the same
     features), and InceptionV3 says which extra to install."""
     paths = sorted(emoji_images.glob("*.png"))[::900][:3]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    result = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE, *map(str, paths)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = _run_without_torch(TORCH_FREE, *map(str, paths))
     assert out["torch_loaded"] is False
     assert out["extras"] == ["cells", "rmac"]
     assert "postermap[torch]" in out["inception"]
     batch = np.stack([model.preprocess(load_image(p)) for p in paths])
     assert np.abs(np.array(out["features"]) - model.embed(batch)).max() < 1e-5
+
+
+def test_whole_pipeline_runs_without_torch(emoji_images, tmp_path):
+    """Every stage of the default pipeline, in an interpreter that cannot import torch
+    (what ``pip install postermap`` gives), on 60 real images."""
+    source = tmp_path / "images"
+    source.mkdir()
+    for path in sorted(emoji_images.glob("*.png"))[::60][:60]:
+        shutil.copy(path, source / path.name)
+    workspace = tmp_path / "work"
+    out = _run_without_torch(WHOLE_PIPELINE, str(source), str(workspace))
+    assert out["torch_loaded"] is False
+    assert 0 < out["images"] <= 60
+    assert (workspace / "site" / "index.html").is_file()
