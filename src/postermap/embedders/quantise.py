@@ -1,0 +1,202 @@
+"""Lower-precision copies of an fp32 ONNX embedder, made once and cached beside it.
+
+This CPU runs int8 convolutions (AVX-512 VNNI) faster than fp32 ones, and EfficientNet-Lite
+was designed to survive int8 (ReLU6, no squeeze-excitation). Whether a quantised copy
+still gives the same map is an empirical question: ``benchmarks/quantise.py`` measures
+every recipe here against fp32 (cosine of the features, top-10 neighbour agreement,
+throughput in the same process) and README (Performance) gives the figures. The earlier
+attempt's failure (agreement 0.16) came from per-tensor weights: a depthwise filter's
+channels differ in range by orders of magnitude, and one scale per tensor rounds the
+small ones to zero.
+
+A :class:`Recipe` says how: static QDQ (activation ranges calibrated on real model inputs,
+weights per channel and symmetric) or dynamic (activation ranges found at run time), the
+calibration method, and how many of the last convolutions stay in fp32 with everything
+after them (the pooling and the outputs). :func:`quantise` takes the fp32 model file and
+returns the quantised one, cached beside it under a name keyed by the fp32 file's bytes,
+the recipe and the ONNX Runtime version, so a new export, a changed recipe or a new
+quantiser makes a new file rather than reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from postermap.errors import PostermapError
+from postermap.workspace import atomic_path
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+class QuantisationError(PostermapError, RuntimeError):
+    """A model could not be quantised as asked (no calibration data, unknown method)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to quantise a model (every field is part of the cache key).
+
+    Attributes:
+        static: calibrate activation ranges ahead (QDQ format) on real inputs; False is
+            dynamic quantisation (weights ahead, activation ranges per batch at run time).
+        per_channel: one weight scale per output channel instead of per tensor.
+        calibration: ``minmax``, ``entropy`` or ``percentile`` (static only).
+        percentile: the range kept by ``percentile`` calibration.
+        signed_activations: int8 activations (symmetric) instead of uint8 (asymmetric).
+        fp32_tail: trailing Conv nodes kept in fp32, with every node after the first of
+            them (the activations, the pooling, the outputs).
+        fp32_head: leading Conv nodes kept in fp32 (the stem sees raw pixels).
+    """
+
+    static: bool = True
+    per_channel: bool = True
+    calibration: str = "minmax"
+    percentile: float = 99.999
+    signed_activations: bool = False
+    fp32_tail: int = 0
+    fp32_head: int = 0
+
+    def describe(self) -> str:
+        """A canonical one-line form (cache key, benchmark output)."""
+        return ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
+
+
+def quantise(fp32: Path, recipe: Recipe, calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """The int8 copy of ONNX model ``fp32`` made by ``recipe`` (cached beside it).
+
+    Args:
+        fp32: the fp32 model file (one input, any outputs).
+        recipe: how to quantise.
+        calibration: float32 batches exactly as the model receives them (after the
+            embedder's pre-processing and normalisation); needed by static recipes when
+            the file is not cached yet. Ranges seen here are the ranges the int8 model can
+            represent, so they must come from real images of the kind that will be mapped.
+
+    Returns:
+        The path of the quantised model.
+    """
+    import onnxruntime
+
+    fp32 = Path(fp32)
+    if recipe.calibration not in CALIBRATION_METHODS:
+        raise QuantisationError(
+            f"unknown calibration {recipe.calibration!r}; use one of {CALIBRATION_METHODS}"
+        )
+    path = cached_path(fp32, recipe, onnxruntime.__version__)
+    if path.exists():
+        return path
+    batches = list(calibration) if calibration is not None else []
+    if recipe.static and not batches:
+        raise QuantisationError(
+            f"static quantisation of {fp32.name} needs calibration batches (real model inputs)"
+        )
+    log.info("quantising %s (%s) to %s", fp32.name, recipe.describe(), path.name)
+    with tempfile.TemporaryDirectory(prefix="postermap-quantise-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        _prepare(fp32, prepared)
+        with atomic_path(path) as out:
+            _quantise_prepared(prepared, out, recipe, batches)
+    return path
+
+
+def cached_path(fp32: Path, recipe: Recipe, runtime_version: str) -> Path:
+    """Where the quantised copy of ``fp32`` by ``recipe`` lives: beside it, named by a hash
+    of the fp32 file's bytes, the recipe and the quantiser's (ONNX Runtime's) version."""
+    digest = hashlib.sha256()
+    with open(fp32, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(f"|{recipe.describe()}|onnxruntime={runtime_version}".encode())
+    return fp32.with_name(f"{fp32.stem}-int8-{digest.hexdigest()[:12]}.onnx")
+
+
+def excluded_nodes(model, recipe: Recipe) -> list[str]:
+    """Names of the nodes ``recipe`` keeps in fp32, found by position (the first
+    ``fp32_head`` convolutions; the last ``fp32_tail`` and every node after the first of
+    them; every pooling), not by name, so they survive a differently built graph."""
+    nodes = list(model.graph.node)
+    convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
+    keep: set[int] = set(convs[: recipe.fp32_head])
+    if recipe.fp32_tail:
+        keep |= set(range(convs[-min(recipe.fp32_tail, len(convs))], len(nodes)))
+    keep |= {
+        i
+        for i, node in enumerate(nodes)
+        if node.op_type in ("ReduceMean", "GlobalAveragePool", "GlobalMaxPool")
+    }
+    return [nodes[i].name for i in sorted(keep) if nodes[i].name]
+
+
+def _prepare(source: Path, target: Path) -> None:
+    """Shape inference and graph clean-up the quantiser expects (ORT's pre-processing)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+
+
+def _quantise_prepared(prepared: Path, out: Path, recipe: Recipe, batches: list) -> None:
+    import onnx
+    from onnxruntime import quantization as q
+
+    model = onnx.load(str(prepared))
+    excluded = excluded_nodes(model, recipe)
+    common = {
+        "per_channel": recipe.per_channel,
+        "weight_type": q.QuantType.QInt8,
+        "nodes_to_exclude": excluded,
+        "op_types_to_quantize": None,
+    }
+    if not recipe.static:
+        common["op_types_to_quantize"] = ["Conv"]
+        q.quantize_dynamic(str(prepared), str(out), **common)
+        return
+    input_name = model.graph.input[0].name
+    method = {
+        "minmax": q.CalibrationMethod.MinMax,
+        "entropy": q.CalibrationMethod.Entropy,
+        "percentile": q.CalibrationMethod.Percentile,
+    }[recipe.calibration]
+    # ranges are merged every few batches instead of holding every activation of every
+    # calibration image (14 GB for 600 images at 224 px)
+    extra = {"ActivationSymmetric": recipe.signed_activations, "CalibMaxIntermediateOutputs": 4}
+    if recipe.calibration == "percentile":
+        extra["CalibPercentile"] = recipe.percentile
+    q.quantize_static(
+        str(prepared),
+        str(out),
+        _reader(input_name, batches),
+        quant_format=q.QuantFormat.QDQ,
+        activation_type=q.QuantType.QInt8 if recipe.signed_activations else q.QuantType.QUInt8,
+        calibrate_method=method,
+        extra_options=extra,
+        **common,
+    )
+
+
+def _reader(input_name: str, batches: list):
+    """The calibration batches as ONNX Runtime's calibrator reads them."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.position = 0
+
+        def get_next(self) -> dict | None:
+            if self.position >= len(batches):
+                return None
+            self.position += 1
+            return {input_name: np.asarray(batches[self.position - 1], np.float32)}
+
+        def rewind(self) -> None:
+            self.position = 0
+
+    return Batches()

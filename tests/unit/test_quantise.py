@@ -1,0 +1,128 @@
+"""Quantised copies of an ONNX model: made from calibration batches, cached beside the
+fp32 file under a key of its bytes and the recipe, the tail kept in fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from postermap.embedders.quantise import (  # noqa: E402
+    QuantisationError,
+    Recipe,
+    excluded_nodes,
+    quantise,
+)
+
+
+def small_model(path: Path, seed: int = 0) -> Path:
+    """stem conv -> ReLU6 -> depthwise conv -> ReLU6 -> 1x1 conv -> ReLU6 -> mean: the
+    shape of EfficientNet-Lite's layers, with random weights."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, shape: tuple[int, ...], scale: float) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.normal(size=shape) * scale).astype(np.float32), name)
+
+    zero, six = (
+        numpy_helper.from_array(np.array(v, np.float32), n) for v, n in ((0, "lo"), (6, "hi"))
+    )
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["a1"], name="act1"),
+        helper.make_node("Conv", ["a1", "w2"], ["c2"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["a2"], name="act2"),
+        helper.make_node("Conv", ["a2", "w3"], ["c3"], name="head"),
+        helper.make_node("Clip", ["c3", "lo", "hi"], ["maps"], name="act3"),
+        helper.make_node("ReduceMean", ["maps"], ["pooled"], name="pool", axes=[2, 3], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
+        [
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n", 16]),
+            helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["n", 16, 16, 16]),
+        ],
+        [
+            weight("w1", (8, 3, 3, 3), 0.5),
+            weight("w2", (8, 1, 3, 3), 0.5),
+            weight("w3", (16, 8, 1, 1), 0.3),
+            zero,
+            six,
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def batches(n: int = 6, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(4, 3, 16, 16)).astype(np.float32) for _ in range(n)]
+
+
+def run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_static_copy_is_int8_and_close_to_fp32(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    path = quantise(fp32, Recipe(), batches())
+    assert path.parent == fp32.parent and path != fp32
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    x = batches(1, seed=7)[0]
+    for got, want in zip(run(path, x), run(fp32, x), strict=True):
+        assert got.shape == want.shape
+        assert cosine(got, want).min() > 0.98
+
+
+def test_cached_by_bytes_and_recipe(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    first = quantise(fp32, Recipe(), batches())
+    stamp = first.stat().st_mtime_ns
+    # cached: no calibration needed, nothing rewritten
+    assert quantise(fp32, Recipe(), None) == first
+    assert first.stat().st_mtime_ns == stamp
+    assert quantise(fp32, Recipe(fp32_tail=1), batches()) != first
+    small_model(fp32, seed=3)  # new weights, same name: a new copy, not the stale one
+    assert quantise(fp32, Recipe(), batches()) != first
+
+
+def test_tail_and_pooling_stay_fp32(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    model = onnx.load(str(fp32))
+    assert excluded_nodes(model, Recipe(fp32_tail=1)) == ["head", "act3", "pool"]
+    assert excluded_nodes(model, Recipe(fp32_head=1)) == ["stem", "pool"]
+    path = quantise(fp32, Recipe(fp32_tail=1), batches())
+    quantised = onnx.load(str(path))
+    # the head conv reads an fp32 weight, not a dequantised int8 one
+    head = next(n for n in quantised.graph.node if n.op_type == "Conv" and n.name == "head")
+    weights = {i.name: i for i in quantised.graph.initializer}
+    assert weights[head.input[1]].data_type == TensorProto.FLOAT
+
+
+def test_dynamic_needs_no_calibration(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    path = quantise(fp32, Recipe(static=False), None)
+    x = batches(1, seed=7)[0]
+    assert cosine(run(path, x)[0], run(fp32, x)[0]).min() > 0.98
+
+
+def test_static_without_calibration_says_so(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    with pytest.raises(QuantisationError, match="calibration"):
+        quantise(fp32, Recipe(), None)
+    with pytest.raises(QuantisationError, match="unknown calibration"):
+        quantise(fp32, Recipe(calibration="mean"), batches())
