@@ -341,7 +341,8 @@ def _grid_new(ws: Workspace, out: Workspace, move_penalty: float) -> dict[str, A
     )
     before = np.stack([grid.cells // grid.cols, grid.cells % grid.cols], axis=1)
     after = np.stack([old_cells // cols, old_cells % cols], axis=1)
-    moved = int((before != after).any(axis=1).sum())
+    shift = np.abs(before - after).max(axis=1)
+    moved = int((shift > 0).sum())
     out.write_grid(
         Grid(
             np.concatenate([grid.ids, np.array(new)]),
@@ -356,6 +357,8 @@ def _grid_new(ws: Workspace, out: Workspace, move_penalty: float) -> dict[str, A
         "new": len(new),
         "moved": moved,
         "moved_share": round(moved / len(grid.ids), 5),
+        "moved_more_than_one_cell": int((shift > 1).sum()),
+        "largest_move": int(shift.max()) if len(shift) else 0,
         "rows": rows,
         "cols": cols,
         "was": [grid.rows, grid.cols],
