@@ -262,9 +262,10 @@ def _clean_new(ws: Workspace, out: Workspace, settings: Settings, index: _MapInd
     def features_of(at: np.ndarray) -> np.ndarray:
         return unit_features([rows[i] for i in at], embeddings.ids, embeddings.vectors)
 
-    def map_neighbours(unit: np.ndarray) -> np.ndarray:
-        labels, _ = index.nearest(index.project(unit), params.neighbours)
-        return np.where(labels >= 0, layout_rows[np.maximum(labels, 0)], -1)
+    def map_neighbours(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        projected = index.project(unit)
+        labels, _ = index.nearest(projected, params.neighbours)
+        return np.where(labels >= 0, layout_rows[np.maximum(labels, 0)], -1), projected
 
     verdicts = clean_additions(
         rows, new, on_map, cards, features_of, map_neighbours, params, _thumbnail_reader(ws)

@@ -20,7 +20,7 @@ import numpy as np
 
 from postermap.cleaning.boring import boring_reason
 from postermap.cleaning.layout import Layouts
-from postermap.cleaning.near import confirm, embedding_candidates, star_groups
+from postermap.cleaning.near import confirm, star_groups
 from postermap.cleaning.records import Verdict, find_exact_duplicates, keep_order
 from postermap.cleaning.templates import template_groups
 from postermap.errors import internal_reason
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 #: row indices -> their L2-normalised features
 FeatureReader = Callable[[np.ndarray], np.ndarray]
-#: unit features of new rows -> (n, k) row indices of their nearest rows on the map (-1: none)
-MapNeighbours = Callable[[np.ndarray], np.ndarray]
+#: unit features of new rows -> ((n, k) row indices of their nearest rows on the map, -1:
+#: none; the features as the map's neighbour index projects them, unit rows)
+MapNeighbours = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def clean_additions(
@@ -148,9 +149,9 @@ def _candidates(
     with new by CNN neighbours, new with the map's nearest, and perceptual-hash buckets
     over the map's images, its cards and the new ones."""
     pairs: set[tuple[int, int]] = set()
-    for a, b in embedding_candidates(unit, np.arange(len(live)), k):
+    near, projected = map_neighbours(unit)
+    for a, b in _nearest_among(projected, k):
         pairs.add((int(live[a]), int(live[b])))
-    near = map_neighbours(unit)
     for i, row in zip(live.tolist(), near, strict=True):
         for j in row[:k].tolist():
             if j >= 0 and j != i:
@@ -172,6 +173,26 @@ def _candidates(
                         if y != x:
                             pairs.add((min(x, y), max(x, y)))
     return np.array(sorted(pairs), np.int64).reshape(-1, 2)
+
+
+def _nearest_among(vectors: np.ndarray, k: int, chunk: int = 2048) -> set[tuple[int, int]]:
+    """Pairs (i < j) where j is among i's k most similar rows of ``vectors`` (unit rows,
+    exact: the new images are few, and their projection is the map's)."""
+    pairs: set[tuple[int, int]] = set()
+    n = len(vectors)
+    k = min(k, n - 1)
+    if k <= 0:
+        return pairs
+    for start in range(0, n, chunk):
+        sims = vectors[start : start + chunk] @ vectors.T
+        for i in range(len(sims)):
+            sims[i, start + i] = -np.inf
+        best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        for i, row in enumerate(best.tolist()):
+            for j in row:
+                a = start + i
+                pairs.add((min(a, j), max(a, j)))
+    return pairs
 
 
 def _median_graphic(rows: list[dict], live: list[int]) -> float:
