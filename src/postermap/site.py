@@ -9,6 +9,9 @@ Layout (all URLs relative, so the site can be hosted anywhere)::
     data/items/NNNNN.json                      per-image details, SHARD_SIZE per file
     data/rows/NNNNN.json                       id, title, path, cluster, metadata (export)
     data/search.json                           titles + file names, loaded on demand
+    data/ids/<xx>.json                         item number of each image id whose first
+                                               two hex digits are xx (links name images
+                                               by id, so they survive add and rebuilds)
     data/clusters/<n>.json                     item indices of cluster n (gallery)
     data/facets/<n>.bin                        per-image values of facet n (typed arrays)
     data/classes/<k>.bin                       items whose top ImageNet classes hold k
@@ -140,6 +143,7 @@ def write_site_data(
             ],
         )
     atomic_write_json(data_dir / "search.json", [f"{d['title']}\t{d['file']}" for d in details])
+    write_id_index(data_dir / "ids", [d["id"] for d in details])
     labels = np.array([item["cluster"] for item in items], dtype=np.int64)
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
     cluster_of_cell[cells] = labels
@@ -217,6 +221,33 @@ def write_site_data(
         "newTropeBase": NEW_TROPE_BASE,
     }
     atomic_write_json(data_dir / "manifest.json", manifest)
+
+
+#: hex digits of an image id in a link: 64 bits, no collision in any collection this maps
+LINK_ID_DIGITS = 16
+
+
+def link_key(image_id: str) -> str:
+    """An id as links write it: its first 16 hex digits, and for a later byte copy
+    (``<hash>-<hash of its path>``, on the map only when kept by hand) 8 of its suffix's."""
+    head, _, tail = image_id.lower().partition("-")
+    return head[:LINK_ID_DIGITS] + (f"-{tail[:8]}" if tail else "")
+
+
+def write_id_index(ids_dir: Path, ids: list[str]) -> None:
+    """Item number by image id, in 256 files by the id's first two hex digits.
+
+    A link names its selected image by id rather than by item number: item numbers are
+    row-major cell order, which ``add`` (a grown grid, a new image in a hole) and every
+    rebuild change, while the id is the image's content hash. The viewer fetches the one
+    small file a link needs (about 1/256 of the ids).
+    """
+    shards: dict[str, dict[str, int]] = {}
+    for index, image_id in enumerate(ids):
+        key = link_key(image_id)
+        shards.setdefault(key[:2], {})[key] = index
+    for prefix, entries in shards.items():
+        atomic_write_json(ids_dir / f"{prefix}.json", entries)
 
 
 def _ring_box(rings: list | None) -> list[int] | None:

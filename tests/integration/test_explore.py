@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from postermap.cli import main
 from postermap.serve import make_server
+from postermap.site import link_key
 from postermap.workspace import Workspace
 from tests.integration.test_viewer import CHROMIUM_ARGS, browser  # noqa: F401 (fixture)
 from tests.posterset import make_posterset
@@ -173,6 +174,8 @@ def test_a_copied_link_restores_the_image_zoom_and_filters(browser, page, poster
     # the centre in screen pixels at the current zoom, and the zoom
     view = page.evaluate(CENTRE)
     shown = page.evaluate("postermap.state.shown")
+    # the image is named by its id, which add and rebuilds keep (item numbers change)
+    assert f"i={link_key(items[target]['id'])}" in link
     ctx, fresh, errors = _open(browser, link)
     fresh.wait_for_selector("body[data-restored=true]", timeout=10_000)
     assert fresh.evaluate("document.getElementById('details').dataset.index") == str(target)
@@ -184,6 +187,21 @@ def test_a_copied_link_restores_the_image_zoom_and_filters(browser, page, poster
     assert fresh.evaluate("postermap.state.shown") == shown
     ctx.close()
     assert not errors, errors
+
+
+def test_a_link_finds_its_image_by_id_and_old_links_still_work(browser, poster_url, posters):  # noqa: F811
+    """A link's image is found by id wherever the image now is (after `add` its item
+    number is another); links written with item numbers keep working."""
+    items = _catalog(posters["ws"])
+    for target in (1, len(items) - 2):
+        for key in (link_key(items[target]["id"]).upper(), str(target)):
+            ctx, fresh, errors = _open(browser, f"{poster_url}#i={key}")
+            fresh.wait_for_selector("body[data-restored=true]", timeout=10_000)
+            index = fresh.evaluate("document.getElementById('details').dataset.index")
+            assert index == str(target), (key, index)
+            assert fresh.inner_text("#detail-title") == items[target]["title"]
+            ctx.close()
+            assert not errors, errors
 
 
 def test_back_and_forward_move_through_selected_images(page):

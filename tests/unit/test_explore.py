@@ -12,6 +12,7 @@ from postermap.arrangements import arrange_by_bins, arrange_items
 from postermap.concepts import class_names, classes_for, top_classes, write_class_index
 from postermap.curation import NEW_TROPE_BASE, Curation, apply_curation
 from postermap.facets import NO_YEAR, build_facets, facet_bins, type_column
+from postermap.site import link_key, write_id_index
 
 
 def test_year_column_is_a_timeline_with_one_bin_per_year():
@@ -166,3 +167,24 @@ def test_a_new_trope_from_the_viewer_is_applied_without_warnings(caplog):
     with caplog.at_level(logging.WARNING):
         apply_curation(labels, ids, Curation(add={7: ["a"]}))
     assert "there is no cluster 7" in caplog.text
+
+
+def test_links_find_every_image_by_id_in_one_small_file(tmp_path):
+    """Ids to item numbers, one file per first two hex digits; a byte copy kept on the map
+    (``<hash>-<hash of its path>``) has a key of its own."""
+    import json
+
+    rng = np.random.default_rng(0)
+    ids = [rng.bytes(16).hex() for _ in range(2000)]
+    ids.append(ids[7] + "-" + "ab12cd34ef56")  # a copy of image 7, kept by hand
+    write_id_index(tmp_path, ids)
+    files = sorted(tmp_path.glob("*.json"))
+    assert 200 < len(files) <= 256
+    assert {p.stem for p in files} == {i[:2] for i in ids}
+    found = {}
+    for path in files:
+        for key, index in json.loads(path.read_text()).items():
+            assert key.startswith(path.stem)
+            found[key] = index
+    assert found == {link_key(i): n for n, i in enumerate(ids)}
+    assert link_key(ids[-1]) == ids[7][:16] + "-ab12cd34" != link_key(ids[7])

@@ -10,6 +10,7 @@
 
   const state = {
     manifest: null, shards: new Map(), search: null, outlines: null, map: null,
+    ids: new Map(), idShards: new Map(),  // item number -> id as items load; id shards
     cursor: null, clusterLayer: null, highlighted: null, occupied: null, rankBefore: null,
     arr: null, arrangements: new Map(), tileLayer: null, overlay: null, labels: null,
     minimap: null,
@@ -44,7 +45,28 @@
       const name = String(shard).padStart(5, "0");
       state.shards.set(shard, fetchJSON("data/items/" + name + ".json"));
     }
-    return state.shards.get(shard).then((rows) => rows[index - shard * size]);
+    return state.shards.get(shard).then((rows) => {
+      const it = rows[index - shard * size];
+      if (it) state.ids.set(index, it.id);
+      return it;
+    });
+  }
+
+  // An id as links write it (site.link_key): 16 hex digits, and 8 of a copy's suffix.
+  function linkKey(id) {
+    const [head, tail] = id.toLowerCase().split("-");
+    return head.slice(0, 16) + (tail ? "-" + tail.slice(0, 8) : "");
+  }
+
+  // The item number of an image's link key, or -1: links name images by id, which
+  // `postermap add` and rebuilds keep while item numbers change.
+  function itemOfId(id) {
+    id = id.toLowerCase();
+    const prefix = id.slice(0, 2);
+    if (!state.idShards.has(prefix)) {
+      state.idShards.set(prefix, fetchJSON("data/ids/" + prefix + ".json").catch(() => ({})));
+    }
+    return state.idShards.get(prefix).then((ids) => (id in ids ? ids[id] : -1));
   }
 
   // ---------------------------------------------------------------- cells and items
@@ -169,8 +191,11 @@
       state.map.panTo(bounds.getCenter(), { animate: false });
     }
     if (opts.panel === false && $("details").hidden) {
-      if (!opts.quiet) writeHash(true);
-      return item(index);
+      // the link names the image by id: write it once the item (and its id) is known
+      return item(index).then((it) => {
+        if (!opts.quiet && state.current === index) writeHash(true);
+        return it;
+      });
     }
     return item(index).then((it) => {
       if (state.current !== index) return it;
@@ -1078,8 +1103,11 @@
     const p = map.project(map.getCenter(), arr.maxZoom);
     parts.push("v=" + p.x.toFixed(2) + "," + p.y.toFixed(2) + "," + map.getZoom());
     if (arr.name !== "similarity") parts.push("a=" + encodeURIComponent(arr.name));
-    if (state.current >= 0 && !$("details").hidden) parts.push("i=" + state.current);
-    else if (state.current >= 0) parts.push("k=" + state.current);
+    if (state.current >= 0) {
+      const id = state.ids.get(state.current);
+      const key = id ? linkKey(id) : String(state.current);
+      parts.push((!$("details").hidden ? "i=" : "k=") + key);
+    }
     if (state.clusterOpen !== null) parts.push("c=" + state.clusterOpen);
     if (state.query) parts.push("q=" + encodeURIComponent(state.query));
     for (const f of m.facets || []) {
@@ -1176,12 +1204,17 @@
         }
       });
     }).then(() => {
-      const index = h.i !== undefined ? Number(h.i) : h.k !== undefined ? Number(h.k) : -1;
-      if (index >= 0 && index < m.count) {
-        return select(index, false, { quiet: true, panel: h.i !== undefined ? true : false });
-      }
-      state.current = -1; drawCursor(-1);
-      $("details").hidden = true;
+      const key = h.i !== undefined ? h.i : h.k;
+      // an image id (16 hex digits), or an item number (links made before ids)
+      const found = key === undefined ? Promise.resolve(-1) :
+        /^[0-9a-f]{16}(-[0-9a-f]{1,8})?$/i.test(key) ? itemOfId(key) : Promise.resolve(Number(key));
+      return found.then((index) => {
+        if (index >= 0 && index < m.count) {
+          return select(index, false, { quiet: true, panel: h.i !== undefined });
+        }
+        state.current = -1; drawCursor(-1);
+        $("details").hidden = true;
+      });
     }).then(() => {
       if (h.v) {
         const [x, y, z] = h.v.split(",").map(Number);
