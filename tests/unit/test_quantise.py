@@ -105,6 +105,7 @@ def test_tail_and_pooling_stay_fp32(tmp_path: Path) -> None:
     model = onnx.load(str(fp32))
     assert excluded_nodes(model, Recipe(fp32_tail=1)) == ["head", "act3", "pool"]
     assert excluded_nodes(model, Recipe(fp32_head=1)) == ["stem", "pool"]
+    assert excluded_nodes(model, Recipe(fp32_depthwise=True)) == ["dw", "pool"]
     path = quantise(fp32, Recipe(fp32_tail=1), batches())
     quantised = onnx.load(str(path))
     # the head conv reads an fp32 weight, not a dequantised int8 one

@@ -54,7 +54,9 @@ class Recipe:
         signed_activations: int8 activations (symmetric) instead of uint8 (asymmetric).
         fp32_tail: trailing Conv nodes kept in fp32, with every node after the first of
             them (the activations, the pooling, the outputs).
-        fp32_head: leading Conv nodes kept in fp32 (the stem sees raw pixels).
+        fp32_head: leading Conv nodes kept in fp32 (the stem sees the normalised pixels,
+            whose three channels share one activation scale when quantised).
+        fp32_depthwise: every depthwise (grouped) Conv kept in fp32.
     """
 
     static: bool = True
@@ -64,6 +66,7 @@ class Recipe:
     signed_activations: bool = False
     fp32_tail: int = 0
     fp32_head: int = 0
+    fp32_depthwise: bool = False
 
     def describe(self) -> str:
         """A canonical one-line form (cache key, benchmark output)."""
@@ -126,6 +129,8 @@ def excluded_nodes(model, recipe: Recipe) -> list[str]:
     nodes = list(model.graph.node)
     convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
     keep: set[int] = set(convs[: recipe.fp32_head])
+    if recipe.fp32_depthwise:
+        keep |= {i for i in convs if any(a.name == "group" and a.i > 1 for a in nodes[i].attribute)}
     if recipe.fp32_tail:
         keep |= set(range(convs[-min(recipe.fp32_tail, len(convs))], len(nodes)))
     keep |= {
