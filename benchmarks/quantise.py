@@ -61,8 +61,10 @@ RECIPES: dict[str, Recipe] = {
     "ort-int8-fp32-head1": Recipe(fp32_head=1),
     "ort-int8-fp32-head2": Recipe(fp32_head=2),
     "ort-int8-fp32-head3": Recipe(fp32_head=3),
-    "ort-int8-fp32-head1-percentile": Recipe(fp32_head=1, calibration="percentile"),
-    "ort-int8-fp32-head1-entropy": Recipe(fp32_head=1, calibration="entropy"),
+    "ort-int8-fp32-head5": Recipe(fp32_head=5),
+    "ort-int8-fp32-head3-tail1": Recipe(fp32_head=3, fp32_tail=1),
+    "ort-int8-fp32-head3-percentile": Recipe(fp32_head=3, calibration="percentile"),
+    "ort-int8-fp32-head3-entropy": Recipe(fp32_head=3, calibration="entropy"),
     "ort-int8-dynamic": Recipe(static=False),
 }
 #: onnxruntime's histogram calibrators (entropy, percentile) hold every activation of every
@@ -201,11 +203,18 @@ def split(sources: np.ndarray, calibration: int, evaluation: int) -> tuple[np.nd
 
 
 def default_model() -> Path:
-    """The fp32 ONNX file the default embedder runs."""
+    """The fp32 ONNX graph the default embedder runs, saved to a file named by its bytes
+    (the quantised copies are cached beside it)."""
     from postermap.embedders.efficientnet_lite import EfficientNetLite0
 
-    embedder = EfficientNetLite0()
-    return Path(embedder._session._model_path)
+    data = EfficientNetLite0().onnx_model().SerializeToString()
+    path = CACHE / f"efficientnet-lite0-fp32-{hashlib.sha256(data).hexdigest()[:12]}.onnx"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
 
 
 def ort_runner(path: Path, threads: int = 2) -> Runner:

@@ -114,6 +114,20 @@ def test_tail_and_pooling_stay_fp32(tmp_path: Path) -> None:
     assert weights[head.input[1]].data_type == TensorProto.FLOAT
 
 
+def test_unnamed_nodes_are_named_and_excluded(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    model = onnx.load(str(fp32))
+    for node in model.graph.node:
+        node.name = ""
+    onnx.save(model, str(fp32))
+    path = quantise(fp32, Recipe(fp32_head=1), batches())
+    quantised = onnx.load(str(path))
+    stem = next(n for n in quantised.graph.node if n.op_type == "Conv")
+    weights = {i.name: i for i in quantised.graph.initializer}
+    assert weights[stem.input[1]].data_type == TensorProto.FLOAT
+    assert "DequantizeLinear" in {n.op_type for n in quantised.graph.node}
+
+
 def test_dynamic_needs_no_calibration(tmp_path: Path) -> None:
     fp32 = small_model(tmp_path / "m.onnx")
     path = quantise(fp32, Recipe(static=False), None)

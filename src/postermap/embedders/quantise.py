@@ -138,14 +138,26 @@ def excluded_nodes(model, recipe: Recipe) -> list[str]:
         for i, node in enumerate(nodes)
         if node.op_type in ("ReduceMean", "GlobalAveragePool", "GlobalMaxPool")
     }
-    return [nodes[i].name for i in sorted(keep) if nodes[i].name]
+    return [nodes[i].name for i in sorted(keep)]
 
 
 def _prepare(source: Path, target: Path) -> None:
-    """Shape inference and graph clean-up the quantiser expects (ORT's pre-processing)."""
+    """Shape inference and graph clean-up the quantiser expects (ORT's pre-processing),
+    and a name for every node: the quantiser excludes nodes by name, and a graph built
+    by hand may leave them unnamed."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    model = onnx.load(str(target))
+    names = {node.name for node in model.graph.node if node.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+            while node.name in names:
+                node.name += "_"
+            names.add(node.name)
+    onnx.save(model, str(target))
 
 
 def _quantise_prepared(prepared: Path, out: Path, recipe: Recipe, batches: list) -> None:
