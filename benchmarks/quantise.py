@@ -38,13 +38,13 @@ import numpy as np
 from benchmarks.common import CACHE, timed, write_result
 from postermap.embedders.base import normalise_batch, resize_square
 from postermap.embedders.pooling import rmac, salient_cells
-from postermap.embedders.quantise import Recipe, quantise
-from postermap.images import decode_with_alpha, encode_jpeg, is_image_name, load_image, shrink
+from postermap.embedders.quantise import Recipe, pipeline_input, quantise, saved_model
+from postermap.images import is_image_name
 
 log = logging.getLogger("benchmarks.quantise")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SET = ROOT / "data" / "emoji" / "images"
+DEFAULT_SET = ROOT / "data" / "emoji"
 HELDOUT = CACHE / "heldout"
 THUMB = 256
 SIDE = 224
@@ -80,13 +80,17 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=2400)
     parser.add_argument("--rounds", type=int, default=5, help="alternating throughput rounds")
     parser.add_argument("--timed", type=int, default=256, help="images per timed pass")
+    parser.add_argument("--batch", type=int, default=BATCH, help="images per timed batch")
     parser.add_argument("--variants", default="", help="comma-separated subset of names")
     parser.add_argument("--fp32", type=Path, help="fp32 ONNX model (default: the embedder's)")
+    parser.add_argument(
+        "--heldout", type=Path, default=HELDOUT, help="folder of the held-out sets' originals"
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
 
-    images, sources = model_inputs()
+    images, sources = model_inputs(args.heldout)
     calibration, evaluation = split(sources, args.calibration, args.eval)
     counts = {s: int((sources[evaluation] == s).sum()) for s in np.unique(sources)}
     print(f"images: {len(images)} ({len(calibration)} calibration, {len(evaluation)} evaluation)")
@@ -102,8 +106,9 @@ def main() -> None:
         if wanted and name not in wanted:
             continue
         used = batches if recipe.calibration == "minmax" else batches[: HISTOGRAM_IMAGES // 16]
+        key = hashlib.sha256(np.concatenate([b.ravel()[::97] for b in used]).tobytes())
         with timed() as took:
-            path = quantise(fp32, recipe, used)
+            path = quantise(fp32, recipe, used, calibration_key=f"bench:{key.hexdigest()}")
         calibrated = sum(len(b) for b in used) if recipe.static else 0
         made[name] = {"recipe": recipe.describe(), "calibration_images": calibrated}
         print(
@@ -111,6 +116,14 @@ def main() -> None:
             f"({took['seconds']:.0f} s to make or load)"
         )
         runners[name] = ort_runner(path)
+    if not args.fp32 and (not wanted or "precision-int8" in wanted):
+        # what --precision int8 runs: the same recipe, calibrated on the default set
+        # only (so the default-set rows below include its calibration images)
+        from postermap.embedders.efficientnet_lite import EfficientNetLite0
+
+        shipped = EfficientNetLite0(precision="int8").int8_model()
+        made["precision-int8"] = {"recipe": "INT8_RECIPE, calibrated on the default set"}
+        runners["precision-int8"] = ort_runner(shipped)
     runners.update(openvino_runners(fp32, batches, wanted))
 
     reference = outputs(runners["fp32"], images[evaluation])
@@ -120,9 +133,11 @@ def main() -> None:
         if name == "fp32":
             continue
         got = outputs(runner, images[evaluation])
-        results[name] = made.get(name, {}) | compare(got, reference, ref_neighbours)
+        results[name] = made.get(name, {}) | compare(
+            got, reference, ref_neighbours, sources[evaluation]
+        )
     sample = images[evaluation[: args.timed]]
-    speed = throughput(runners, sample, args.rounds)
+    speed = throughput(runners, sample, args.rounds, args.batch)
     print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores, shared)")
     print(f"fp32: {speed['fp32']['images_per_s']:.0f} images/s (median of rounds)")
     for name, figures in results.items():
@@ -140,6 +155,7 @@ def main() -> None:
             "evaluation_images": counts,
             "rounds": args.rounds,
             "timed_images": len(sample),
+            "timed_batch": args.batch,
             "load_average": os.getloadavg(),
             "fp32_images_per_s": speed["fp32"]["images_per_s"],
             "variants": results,
@@ -148,11 +164,15 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def model_inputs() -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(heldout: Path) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 N x 224 x 224 x 3 model inputs, source set of each), cached on disk."""
-    folders = {"default-emoji": DEFAULT_SET}
-    if HELDOUT.is_dir():
-        folders |= {d.name: d for d in sorted(HELDOUT.iterdir()) if d.is_dir()}
+    from postermap.datasets import fetch_emoji
+
+    folders = {"default-emoji": fetch_emoji(DEFAULT_SET)}
+    if heldout.is_dir():
+        folders |= {d.name: d for d in sorted(heldout.iterdir()) if d.is_dir()}
+    else:
+        print(f"no held-out sets in {heldout} (python -m benchmarks.judgement builds them)")
     files = {
         name: sorted(p for p in d.rglob("*") if p.is_file() and is_image_name(p))
         for name, d in folders.items()
@@ -181,11 +201,9 @@ def model_inputs() -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_input(data: bytes) -> np.ndarray:
-    """What the embed stage feeds the model for a file: ingest's thumbnail (decoded
-    upright, transparency on white, shrunk to 256 px, JPEG q90), decoded and squashed to
-    224 px as ``EfficientNetLite0.preprocess`` does."""
-    image, _, _ = decode_with_alpha(data, at_least=THUMB)
-    return resize_square(load_image(encode_jpeg(shrink(image, THUMB))), SIDE)
+    """What the embed stage feeds the model for a file (``EfficientNetLite0.preprocess``
+    squashes to 224 px)."""
+    return pipeline_input(data, lambda image: resize_square(image, SIDE), THUMB)
 
 
 def split(sources: np.ndarray, calibration: int, evaluation: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,18 +221,12 @@ def split(sources: np.ndarray, calibration: int, evaluation: int) -> tuple[np.nd
 
 
 def default_model() -> Path:
-    """The fp32 ONNX graph the default embedder runs, saved to a file named by its bytes
-    (the quantised copies are cached beside it)."""
-    from postermap.embedders.efficientnet_lite import EfficientNetLite0
+    """The fp32 ONNX graph the default embedder runs, as the file its int8 copies are
+    keyed by (the cache ``precision = int8`` uses too)."""
+    from postermap.embedders.efficientnet_lite import EfficientNetLite0, model_cache
 
-    data = EfficientNetLite0().onnx_model().SerializeToString()
-    path = CACHE / f"efficientnet-lite0-fp32-{hashlib.sha256(data).hexdigest()[:12]}.onnx"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+    embedder = EfficientNetLite0()
+    return saved_model(embedder.onnx_model(), model_cache(), embedder.name)
 
 
 def ort_runner(path: Path, threads: int = 2) -> Runner:
@@ -289,7 +301,7 @@ def neighbour_sets(out: tuple[np.ndarray, ...]) -> list[np.ndarray]:
     return [top_k(similarity(features)), top_k(similarity(poolings)), top_k(cell_similarity(cells))]
 
 
-def compare(got, reference, ref_neighbours) -> dict:
+def compare(got, reference, ref_neighbours, sources: np.ndarray) -> dict:
     result = {}
     for label, g, r, neighbours in zip(
         ("features", "rmac", "cells"), got, reference, ref_neighbours, strict=True
@@ -301,6 +313,11 @@ def compare(got, reference, ref_neighbours) -> dict:
             "cos_p1": round(float(np.percentile(cosine, 1)), 4),
             "top10": round(agreement(top_k(sim), neighbours), 3),
         }
+        if label == "features":
+            shares = shared_share(top_k(sim), neighbours)
+            result[label]["top10_per_set"] = {
+                str(s): round(float(shares[sources == s].mean()), 3) for s in np.unique(sources)
+            }
     return result
 
 
@@ -329,12 +346,18 @@ def top_k(sim: np.ndarray, k: int = 10) -> np.ndarray:
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Mean share of each row's neighbours that the other also lists."""
-    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
+    return float(shared_share(a, b).mean())
 
 
-def throughput(runners: dict[str, Runner], images: np.ndarray, rounds: int) -> dict[str, dict]:
+def shared_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)])
+
+
+def throughput(
+    runners: dict[str, Runner], images: np.ndarray, rounds: int, size: int
+) -> dict[str, dict]:
     """Images/s of each runner, in alternating rounds; ratio to fp32 per round (median)."""
-    batches = [normalise_batch(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    batches = [normalise_batch(images[i : i + size]) for i in range(0, len(images), size)]
     for runner in runners.values():  # warm-up
         runner(batches[0])
     rates: dict[str, list[float]] = {name: [] for name in runners}

@@ -230,6 +230,13 @@ class Settings:
         stages=("embed", "cluster", "tiles"),
         metavar="NAME",
     )
+    precision: str = setting(
+        "fp32",
+        "arithmetic of the default model: `fp32`, or `int8` (an int8 copy, about 2.4x "
+        "faster here, features close to fp32's; see Performance)",
+        stages=("embed",),
+        choices=("fp32", "int8"),
+    )
     features: str | None = setting(
         None,
         "your own vectors instead of the model's: Parquet (a `filename` or `id` column and a "

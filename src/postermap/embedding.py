@@ -124,16 +124,17 @@ _WORKER_EMBEDDERS: dict[str, Embedder] = {}
 
 
 def embed_shard(
-    model: str, paths: list[Path], batch_size: int
+    model: str, paths: list[Path], batch_size: int, precision: str = "fp32"
 ) -> tuple[np.ndarray, Extras, Failures]:
     """Features of one shard, decoding in this process: the unit of a Ray task.
 
     The model is loaded once per worker process and reused; it runs on the CPUs Ray gave
     the task (one), so a cluster scales by running more tasks, not more threads.
     """
-    embedder = _WORKER_EMBEDDERS.get(model)
+    embedder = _WORKER_EMBEDDERS.get(f"{model}:{precision}")
     if embedder is None:
-        embedder = _WORKER_EMBEDDERS[model] = get_embedder(model, threads=1)
+        embedder = get_embedder(model, threads=1, precision=precision)
+        _WORKER_EMBEDDERS[f"{model}:{precision}"] = embedder
     out, extras = _allocate(embedder, len(paths))
     failures: Failures = {}
     for start in range(0, len(paths), batch_size):

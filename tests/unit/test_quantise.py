@@ -96,6 +96,7 @@ def test_cached_by_bytes_and_recipe(tmp_path: Path) -> None:
     assert quantise(fp32, Recipe(), None) == first
     assert first.stat().st_mtime_ns == stamp
     assert quantise(fp32, Recipe(fp32_tail=1), batches()) != first
+    assert quantise(fp32, Recipe(), batches(seed=2), calibration_key="other") != first
     small_model(fp32, seed=3)  # new weights, same name: a new copy, not the stale one
     assert quantise(fp32, Recipe(), batches()) != first
 

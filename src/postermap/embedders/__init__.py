@@ -28,12 +28,17 @@ def extras_of(name: str) -> dict[str, tuple[int, ...]]:
     return dict(getattr(factories[name], "extras", {}))
 
 
-def get_embedder(name: str, threads: int | None = None) -> Embedder:
-    """A ready model; ``threads`` caps its intra-op threads (default: all cores)."""
+def get_embedder(name: str, threads: int | None = None, precision: str = "fp32") -> Embedder:
+    """A ready model; ``threads`` caps its intra-op threads (default: all cores);
+    ``precision`` other than ``fp32`` only for the models that offer it."""
     factories = _factories()
     if name not in factories:
         raise SettingsError(f"unknown model {name!r}; available: {', '.join(sorted(factories))}")
-    return factories[name](threads=threads)
+    if precision == "fp32":
+        return factories[name](threads=threads)
+    if precision not in getattr(factories[name], "precisions", ("fp32",)):
+        raise SettingsError(f"--precision {precision} is not available for model {name!r}")
+    return factories[name](threads=threads, precision=precision)
 
 
 def _factories() -> dict[str, Callable[..., Embedder]]:

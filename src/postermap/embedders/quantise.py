@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,7 +73,18 @@ class Recipe:
         return ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
 
 
-def quantise(fp32: Path, recipe: Recipe, calibration: Iterable[np.ndarray] | None = None) -> Path:
+#: the recipe of ``precision = int8``, chosen by ``benchmarks/quantise.py``: per-channel
+#: weights, MinMax ranges, the first three convolutions (the stem, which sees the three
+#: pixel channels through one activation scale, and the first block) in fp32
+INT8_RECIPE = Recipe(fp32_head=3)
+
+
+def quantise(
+    fp32: Path,
+    recipe: Recipe,
+    calibration: Iterable[np.ndarray] | None = None,
+    calibration_key: str = "",
+) -> Path:
     """The int8 copy of ONNX model ``fp32`` made by ``recipe`` (cached beside it).
 
     Args:
@@ -83,6 +94,9 @@ def quantise(fp32: Path, recipe: Recipe, calibration: Iterable[np.ndarray] | Non
             embedder's pre-processing and normalisation); needed by static recipes when
             the file is not cached yet. Ranges seen here are the ranges the int8 model can
             represent, so they must come from real images of the kind that will be mapped.
+            Consumed only when the file is not cached yet (a generator costs nothing then).
+        calibration_key: what the calibration images are (part of the cache key: the
+            batches themselves are not read when the copy is cached).
 
     Returns:
         The path of the quantised model.
@@ -94,7 +108,7 @@ def quantise(fp32: Path, recipe: Recipe, calibration: Iterable[np.ndarray] | Non
         raise QuantisationError(
             f"unknown calibration {recipe.calibration!r}; use one of {CALIBRATION_METHODS}"
         )
-    path = cached_path(fp32, recipe, onnxruntime.__version__)
+    path = cached_path(fp32, recipe, onnxruntime.__version__, calibration_key)
     if path.exists():
         return path
     batches = list(calibration) if calibration is not None else []
@@ -111,14 +125,17 @@ def quantise(fp32: Path, recipe: Recipe, calibration: Iterable[np.ndarray] | Non
     return path
 
 
-def cached_path(fp32: Path, recipe: Recipe, runtime_version: str) -> Path:
+def cached_path(
+    fp32: Path, recipe: Recipe, runtime_version: str, calibration_key: str = ""
+) -> Path:
     """Where the quantised copy of ``fp32`` by ``recipe`` lives: beside it, named by a hash
-    of the fp32 file's bytes, the recipe and the quantiser's (ONNX Runtime's) version."""
+    of the fp32 file's bytes, the recipe, the calibration images' key and the quantiser's
+    (ONNX Runtime's) version."""
     digest = hashlib.sha256()
     with open(fp32, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    digest.update(f"|{recipe.describe()}|onnxruntime={runtime_version}".encode())
+    digest.update(f"|{recipe.describe()}|{calibration_key}|onnxruntime={runtime_version}".encode())
     return fp32.with_name(f"{fp32.stem}-int8-{digest.hexdigest()[:12]}.onnx")
 
 
@@ -217,3 +234,47 @@ def _reader(input_name: str, batches: list):
             self.position = 0
 
     return Batches()
+
+
+def saved_model(model, folder: Path, stem: str) -> Path:
+    """``model`` (an ``onnx.ModelProto``) as a file in ``folder`` named by a hash of its
+    bytes: the fp32 file a quantised copy is keyed by. Written once (atomically)."""
+    data = model.SerializeToString()
+    path = Path(folder) / f"{stem}-fp32-{hashlib.sha256(data).hexdigest()[:12]}.onnx"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    return path
+
+
+def calibration_inputs(
+    files: Iterable[Path], preprocess, thumb_size: int, batch_size: int = 16
+) -> Iterator[np.ndarray]:
+    """Normalised model inputs of ``files`` (see :func:`pipeline_input`), in batches. A
+    file that does not decode is skipped (and logged): calibration needs many images, not
+    every one."""
+    from postermap.embedders.base import normalise_batch
+    from postermap.images import ImageLoadError
+
+    pending: list[np.ndarray] = []
+    for path in files:
+        try:
+            pending.append(pipeline_input(Path(path).read_bytes(), preprocess, thumb_size))
+        except (ImageLoadError, OSError) as err:
+            log.warning("calibration: skipping %s: %s", path, err)
+            continue
+        if len(pending) == batch_size:
+            yield normalise_batch(np.stack(pending))
+            pending = []
+    if pending:
+        yield normalise_batch(np.stack(pending))
+
+
+def pipeline_input(data: bytes, preprocess, thumb_size: int) -> np.ndarray:
+    """What the embed stage feeds the model for a file's bytes, through the exact path of
+    the pipeline: ingest's thumbnail (decoded upright, transparency on white, shrunk to
+    ``thumb_size``, JPEG q90), decoded again and pre-processed (uint8 HWC)."""
+    from postermap.images import decode_with_alpha, encode_jpeg, load_image, shrink
+
+    image, _, _ = decode_with_alpha(data, at_least=thumb_size)
+    return preprocess(load_image(encode_jpeg(shrink(image, thumb_size))))

@@ -67,6 +67,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
     # the thumbnails' version too: shards of stale thumbnails are not reused
     key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
+    if settings.precision != "fp32":  # fp32 shards keep their names: nothing re-embedded
+        key += f":{settings.precision}"
     shard_paths = [
         ws.shards_dir / f"{n:05d}-{shard_digest(key, s)}.npy" for n, s in enumerate(shards)
     ]
@@ -189,7 +191,11 @@ def _embed_todo(
         with make_runner(settings.ray, settings.workers) as runner:
             n = len(todo)
             results = runner.map(
-                embed_shard, [settings.model] * n, paths, [settings.batch_size] * n
+                embed_shard,
+                [settings.model] * n,
+                paths,
+                [settings.batch_size] * n,
+                [settings.precision] * n,
             )
             for (_, path), (features, extras, failures) in zip(todo, results, strict=True):
                 save_shard(path, features, extras, failures)
@@ -197,7 +203,7 @@ def _embed_todo(
         return
     if not todo:
         return
-    embedder = get_embedder(settings.model)
+    embedder = get_embedder(settings.model, precision=settings.precision)
     for shard_paths, (_, path) in zip(paths, todo, strict=True):
         features, extras, failures = embed_paths(
             shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
