@@ -53,19 +53,11 @@ from postermap.grid import (
 from postermap.mosaic import content_share, hex_to_rgb
 from postermap.serve import make_server
 from postermap.workspace import Workspace
+from tests.chromium import launch
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 VIEWPORT = {"width": 1600, "height": 1000}
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def source_for(name: str, seed: int = 0) -> Path:
@@ -149,7 +141,7 @@ def viewport_fill(ws: Workspace, shot: Path) -> float:
     thread.start()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
             page.wait_for_selector("body[data-ready=true]", timeout=30_000)

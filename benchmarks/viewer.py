@@ -44,17 +44,7 @@ import threading
 from pathlib import Path
 
 from postermap.serve import make_server
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from tests.chromium import launch
 
 # Resolves when the tile layer has nothing left to load (Leaflet's isLoading(), checked
 # from the second animation frame on, after the layer has created the new view's tiles),
@@ -103,7 +93,7 @@ def measure_viewer(site: Path) -> dict:
     last = json.loads(sorted((site / "data" / "items").glob("*.json"))[-1].read_text())
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
@@ -219,7 +209,7 @@ def measure_explore(site: Path) -> dict:
     first_use: dict[str, dict[str, int]] = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             # the default buffer keeps 250 entries: every tile and shard must be counted
             page.add_init_script("performance.setResourceTimingBufferSize(1000000)")

@@ -21,7 +21,7 @@ from postermap.cli import main
 from postermap.serve import make_server
 from postermap.site import link_key
 from postermap.workspace import Workspace
-from tests.integration.test_viewer import CHROMIUM_ARGS, browser  # noqa: F401 (fixture)
+from tests.integration.test_viewer import browser  # noqa: F401 (fixture)
 from tests.posterset import make_posterset
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
