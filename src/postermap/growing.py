@@ -207,6 +207,8 @@ def _embed_new(ws: Workspace, settings: Settings) -> dict[str, Any]:
         )
     size = settings.shard_size
     key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
+    if settings.precision != "fp32":  # the map's own precision, as the embed stage names it
+        key += f":{settings.precision}"
     shards = [new[i : i + size] for i in range(0, len(new), size)]
     paths = [ws.shards_dir / f"add-{shard_digest(key, s)}.npy" for s in shards]
     extras = extras_of(settings.model)
@@ -215,7 +217,7 @@ def _embed_new(ws: Workspace, settings: Settings) -> dict[str, Any]:
     for shard, path in zip(shards, paths, strict=True):
         if all(p.exists() for p in [path, *(extra_path(path, n) for n in extras)]):
             continue
-        embedder = embedder or get_embedder(settings.model)
+        embedder = embedder or get_embedder(settings.model, precision=settings.precision)
         features, pooled, failed = embed_paths(
             [ws.thumb_path(h) for h in shard], embedder, settings.batch_size, settings.workers
         )
