@@ -43,6 +43,7 @@ from postermap.cleaning.near import (
     candidate_pairs,
     confirm,
     embedding_candidates,
+    group_verdicts,
     phash_candidates,
     phash_distance,
     star_groups,
@@ -180,23 +181,7 @@ def clean_collection(
     taken = np.array([rows[i]["id"] in verdicts for i in range(len(rows))], bool)
     pairs = pairs[~taken[pairs[:, 0]] & ~taken[pairs[:, 1]]] if len(pairs) else pairs
     found = confirm(rows, features, layouts, pairs, params, thumbnail)
-    share = {
-        (int(i), int(j)): (float(s), bool(f))
-        for (i, j), s, f in zip(found.pairs, found.layout, found.mirrored, strict=True)
-    }
-    for members in star_groups(rows, found.pairs):
-        rep = members[0]
-        for i in members[1:]:
-            sim = float(features[i] @ features[rep])
-            layout, mirrored = share.get((min(i, rep), max(i, rep)), (1.0, False))
-            status = "ok" if params.keep_near_duplicates else "near_duplicate"
-            verdicts[rows[i]["id"]] = Verdict(
-                status,
-                f"near_duplicate: cosine {sim:.3f}, layout {layout:.2f}"
-                + (", mirrored" if mirrored else ""),
-                rows[rep]["id"],
-                round(sim, 4),
-            )
+    verdicts.update(group_verdicts(rows, features, found, params.keep_near_duplicates))
     return verdicts
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from postermap.cleaning.boring import boring_reason
 from postermap.cleaning.layout import Layouts
-from postermap.cleaning.near import confirm, star_groups
+from postermap.cleaning.near import confirm, group_verdicts
 from postermap.cleaning.records import Verdict, find_exact_duplicates, keep_order
 from postermap.cleaning.templates import template_groups
 from postermap.errors import internal_reason
@@ -112,27 +112,17 @@ def clean_additions(
     )
     sub_pairs = sub_pairs[~taken[sub_pairs[:, 0]] & ~taken[sub_pairs[:, 1]]]
     found = confirm(sub_rows, sub_features, layouts, sub_pairs, params, thumbnail)
-    share = {
-        (int(i), int(j)): (float(s), bool(f))
-        for (i, j), s, f in zip(found.pairs, found.layout, found.mirrored, strict=True)
-    }
-    # the map's images first: an old image is always a group's representative
-    first = lambda k: (bool(is_new[sub[k]]), keep_order(sub_rows[k]))  # noqa: E731
-    for members in star_groups(sub_rows, found.pairs, first=first):
-        rep = members[0]
-        for k in members[1:]:
-            if not is_new[sub[k]]:
-                continue
-            sim = float(sub_features[k] @ sub_features[rep])
-            layout, mirrored = share.get((min(k, rep), max(k, rep)), (1.0, False))
-            status = "ok" if params.keep_near_duplicates else "near_duplicate"
-            verdicts[sub_rows[k]["id"]] = Verdict(
-                status,
-                f"near_duplicate: cosine {sim:.3f}, layout {layout:.2f}"
-                + (", mirrored" if mirrored else ""),
-                sub_rows[rep]["id"],
-                round(sim, 4),
-            )
+    verdicts.update(
+        group_verdicts(
+            sub_rows,
+            sub_features,
+            found,
+            params.keep_near_duplicates,
+            # the map's images first: an old image is always a group's representative
+            first=lambda k: (bool(is_new[sub[k]]), keep_order(sub_rows[k])),
+            judged=lambda k: bool(is_new[sub[k]]),
+        )
+    )
     return verdicts
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from postermap.cleaning.layout import Layouts, PairMeasures, compare, same_graphic_pixels
-from postermap.cleaning.records import keep_order
+from postermap.cleaning.records import Verdict, keep_order
 from postermap.vectors import Projection, normalise
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,40 @@ def star_groups(
         assigned.update(members)
         groups.append([rep, *members])
     return groups
+
+
+def group_verdicts(
+    rows: list[dict],
+    features: np.ndarray,
+    found: Confirmed,
+    keep_near_duplicates: bool,
+    first: Callable[[int], tuple] | None = None,
+    judged: Callable[[int], bool] | None = None,
+) -> dict[str, Verdict]:
+    """The verdict of every member of the :func:`star_groups` of ``found`` but their
+    representatives (only of members ``judged`` accepts, if given): ``near_duplicate`` of
+    its representative (``ok`` with ``keep_near_duplicates``), with the cosine and the share
+    of regions that matched in the reason."""
+    share = {
+        (int(i), int(j)): (float(s), bool(f))
+        for (i, j), s, f in zip(found.pairs, found.layout, found.mirrored, strict=True)
+    }
+    status = "ok" if keep_near_duplicates else "near_duplicate"
+    verdicts: dict[str, Verdict] = {}
+    for rep, *members in star_groups(rows, found.pairs, first=first):
+        for i in members:
+            if judged is not None and not judged(i):
+                continue
+            sim = float(features[i] @ features[rep])
+            layout, mirrored = share.get((min(i, rep), max(i, rep)), (1.0, False))
+            verdicts[rows[i]["id"]] = Verdict(
+                status,
+                f"near_duplicate: cosine {sim:.3f}, layout {layout:.2f}"
+                + (", mirrored" if mirrored else ""),
+                rows[rep]["id"],
+                round(sim, 4),
+            )
+    return verdicts
 
 
 def embedding_candidates(
