@@ -147,30 +147,27 @@ def _insert_one(
     # near its position and push that cell's occupant on
     for cell in range(rows * cols):
         if owner[cell] < 0:
-            rr, c2 = cell // cols, cell % cols
-            dx, dy = qx - (c2 + 0.5), qy - (rr + 0.5)
-            d = dx * dx + dy * dy
-            if d < dist[cell]:
-                if dist[cell] == np.inf:
-                    touched[n_touched] = cell
-                    n_touched += 1
-                dist[cell] = d
-                heap_len = _push(heap_cost, heap_cell, heap_len, d, cell)
+            n_touched, heap_len = _offer(
+                cell, qx, qy, cols, dist, touched, n_touched, heap_cost, heap_cell, heap_len
+            )
     cr, cc = int(qy), int(qx)
     radius = 2
     for dr in range(-radius, radius + 1):
         for dc in range(-radius, radius + 1):
             rr, c2 = cr + dr, cc + dc
             if 0 <= rr < rows and 0 <= c2 < cols:
-                cell = rr * cols + c2
-                dx, dy = qx - (c2 + 0.5), qy - (rr + 0.5)
-                d = dx * dx + dy * dy
-                if d < dist[cell]:
-                    if dist[cell] == np.inf:
-                        touched[n_touched] = cell
-                        n_touched += 1
-                    dist[cell] = d
-                    heap_len = _push(heap_cost, heap_cell, heap_len, d, cell)
+                n_touched, heap_len = _offer(
+                    rr * cols + c2,
+                    qx,
+                    qy,
+                    cols,
+                    dist,
+                    touched,
+                    n_touched,
+                    heap_cost,
+                    heap_cell,
+                    heap_len,
+                )
     best_cell, best_cost = -1, np.inf
     while heap_len > 0:
         d, cell, heap_len = _pop(heap_cost, heap_cell, heap_len)
@@ -225,6 +222,24 @@ def _insert_one(
         parent[cell] = -1
         done[cell] = False
     return found
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer(
+    cell, qx, qy, cols, dist, touched, n_touched, heap_cost, heap_cell, heap_len
+):  # pragma: no cover - compiled
+    """Offer ``cell`` to the new point at (qx, qy), at its squared distance as the path's
+    first cost; returns the new (n_touched, heap_len)."""
+    rr, c2 = cell // cols, cell % cols
+    dx, dy = qx - (c2 + 0.5), qy - (rr + 0.5)
+    d = dx * dx + dy * dy
+    if d < dist[cell]:
+        if dist[cell] == np.inf:
+            touched[n_touched] = cell
+            n_touched += 1
+        dist[cell] = d
+        heap_len = _push(heap_cost, heap_cell, heap_len, d, cell)
+    return n_touched, heap_len
 
 
 @numba.njit(cache=True, nogil=True)
