@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from postermap.cleaning.added import clean_additions
-from postermap.cleaning.boring import boring_reason
+from postermap.cleaning.boring import boring_reason, boring_verdicts
 from postermap.cleaning.layout import Layouts
 from postermap.cleaning.near import (
     ThumbnailReader,
@@ -62,7 +62,6 @@ from postermap.cleaning.records import (
     verdict_table,
 )
 from postermap.cleaning.templates import template_groups
-from postermap.errors import internal_reason
 
 __all__ = [
     "CLEAN_COLUMNS",
@@ -158,14 +157,7 @@ def clean_collection(
     for dup, (rep, reason) in find_exact_duplicates(rows).items():
         verdicts[dup] = Verdict("duplicate", reason, rep, 1.0)
     live = [i for i, r in enumerate(rows) if r["status"] == "ok" and r["id"] not in verdicts]
-    for i in live:
-        try:
-            reason = boring_reason(rows[i], params)
-        except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
-            verdicts[rows[i]["id"]] = Verdict("error", internal_reason(err))
-            continue
-        if reason is not None:
-            verdicts[rows[i]["id"]] = Verdict("boring", reason)
+    verdicts.update(boring_verdicts(rows, live, params))
     live = [i for i in live if rows[i]["id"] not in verdicts]
     if features is None or len(live) < 2:
         return verdicts

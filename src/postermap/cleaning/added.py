@@ -18,12 +18,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from postermap.cleaning.boring import boring_reason
+from postermap.cleaning.boring import boring_verdicts
 from postermap.cleaning.layout import Layouts
 from postermap.cleaning.near import confirm, group_verdicts
 from postermap.cleaning.records import Verdict, find_exact_duplicates, keep_order
 from postermap.cleaning.templates import template_groups
-from postermap.errors import internal_reason
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +64,7 @@ def clean_additions(
         if dup in new_ids:
             verdicts[dup] = Verdict("duplicate", reason, rep, 1.0)
     live = [i for i in new if rows[i]["status"] == "ok" and rows[i]["id"] not in verdicts]
-    for i in live:
-        try:
-            reason = boring_reason(rows[i], params)
-        except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
-            verdicts[rows[i]["id"]] = Verdict("error", internal_reason(err))
-            continue
-        if reason is not None:
-            verdicts[rows[i]["id"]] = Verdict("boring", reason)
+    verdicts.update(boring_verdicts(rows, live, params))
     live = [i for i in live if rows[i]["id"] not in verdicts]
     if not live:
         return verdicts

@@ -19,6 +19,25 @@ look like that to the rules, so each rule asks about the whole picture, not an a
 
 from __future__ import annotations
 
+from postermap.cleaning.records import Verdict
+from postermap.errors import internal_reason
+
+
+def boring_verdicts(rows: list[dict], indices: list[int], params) -> dict[str, Verdict]:
+    """``boring`` verdicts of the rows at ``indices`` that :func:`boring_reason` flags, and
+    ``error`` ones (``internal: ...``) where it raises: a bug of ours on one image becomes
+    that image's row, never the run's death."""
+    verdicts: dict[str, Verdict] = {}
+    for i in indices:
+        try:
+            reason = boring_reason(rows[i], params)
+        except Exception as err:  # noqa: BLE001 -- isolation: the row records the bug
+            verdicts[rows[i]["id"]] = Verdict("error", internal_reason(err))
+            continue
+        if reason is not None:
+            verdicts[rows[i]["id"]] = Verdict("boring", reason)
+    return verdicts
+
 
 def boring_reason(row: dict, params) -> str | None:
     """Why an image is boring (``solid``, ``gradient``, ``tiny``, ``low_detail``, with the
