@@ -120,37 +120,38 @@ def pair_cosines(features: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
 def layout_accepts(m: PairMeasures, params) -> tuple[np.ndarray, np.ndarray]:
     """(same picture, compared as graphics) per pair, from the layout measures alone."""
     graphic = m.graphic >= params.graphic_score
-    lo, hi, grey_shift, sat_lo, sat_hi, max_shift, max_cast = params.picture_grade
     picture = (
         ~graphic
-        & (m.gain >= lo)
-        & (m.gain <= hi)
-        & (np.abs(m.grey_offset) <= grey_shift)
-        & (m.saturation >= sat_lo)
-        & (m.saturation <= sat_hi)
-        & (m.shift <= max_shift)
-        & (m.cast <= max_cast)
+        & _within_grade(m, params.picture_grade)
         & (m.area >= params.near_layout)
         & (m.detail >= params.near_layout - 0.1)
     )
-    lo, hi, grey_shift, sat_lo, sat_hi, max_shift, max_cast = params.graphic_grade
     drawing = (
         graphic
         & ~m.flip
         & (m.aspect <= params.near_aspect)
         & (m.size <= params.graphic_placement[0])
         & (m.centre <= params.graphic_placement[1])
-        & (m.gain >= lo)
+        & _within_grade(m, params.graphic_grade)
+        & (m.area >= params.graphic_layout)
+        & (m.detail >= params.graphic_layout)
+    )
+    return picture | drawing, graphic
+
+
+def _within_grade(m: PairMeasures, grade: tuple) -> np.ndarray:
+    """Pairs whose colour difference a grade allows: (gain low, gain high, grey shift,
+    saturation low, saturation high, largest shift, largest cast)."""
+    lo, hi, grey_shift, sat_lo, sat_hi, max_shift, max_cast = grade
+    return (
+        (m.gain >= lo)
         & (m.gain <= hi)
         & (np.abs(m.grey_offset) <= grey_shift)
         & (m.saturation >= sat_lo)
         & (m.saturation <= sat_hi)
         & (m.shift <= max_shift)
         & (m.cast <= max_cast)
-        & (m.area >= params.graphic_layout)
-        & (m.detail >= params.graphic_layout)
     )
-    return picture | drawing, graphic
 
 
 def _same_thumbnails(
