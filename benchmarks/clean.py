@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -42,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import CACHE, peak_rss_mb, write_result
+from benchmarks.common import CACHE, heldout_set, peak_rss_mb, write_result
 from postermap.cleaning import (
     INPUT_COLUMNS,
     CleanParams,
@@ -52,7 +50,7 @@ from postermap.cleaning import (
 )
 from postermap.images import CHROMA_SIDE, SIGNATURE_SIDE
 from postermap.workspace import Workspace
-from tests.heldout import SETS, VERSIONS, fetch_sources
+from tests.heldout import fetch_sources
 from tests.heldout.evaluate import evaluate, join
 from tests.heldout.labels import read_labels
 
@@ -70,21 +68,6 @@ DEFAULT_SETS = (
 )
 LAYOUTS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 GRAPHIC_LAYOUTS = (0.9, 0.95, 0.98, 1.0)
-
-
-def build(name: str, seed: int) -> Path:
-    """The built set, cached like benchmarks/judgement.py does (same folder and stamp)."""
-    folder = CACHE / "heldout" / f"{name}-{seed}"
-    stamp = folder / "build.json"
-    if (folder / "labels.csv").exists() and stamp.exists():
-        if json.loads(stamp.read_text()).get("version") == VERSIONS[name]:
-            return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    start = time.perf_counter()
-    SETS[name](folder, seed)
-    seconds = time.perf_counter() - start
-    stamp.write_text(json.dumps({"version": VERSIONS[name], "seconds": seconds}))
-    return folder
 
 
 def embedded(folder: Path, key: str) -> Workspace:
@@ -324,7 +307,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for key in args.sets:
         name, seed = key.rsplit("-", 1)
-        folder = build(name, int(seed))
+        folder, _ = heldout_set(name, int(seed))
         collections[key] = Collection(embedded(folder, key), folder)
         metrics, seconds = collections[key].score(CleanParams())
         results[key] = {"tuning": key == TUNING, "seconds": seconds, "metrics": metrics}

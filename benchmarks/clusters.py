@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,7 +44,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from benchmarks.common import CACHE, blob_layout, tsne_layout, write_result
+from benchmarks.common import CACHE, blob_layout, heldout_set, tsne_layout, write_result
 from postermap.cli import main as cli
 from postermap.clustering import (
     EMBEDDING_DIMS,
@@ -92,21 +90,10 @@ def build(name: str, seed: int) -> Path:
         from postermap.datasets import fetch_emoji
 
         return fetch_emoji(REPO / "data" / "emoji")
-    from tests.heldout import SETS, VERSIONS, fetch_sources
+    from tests.heldout import fetch_sources
 
     fetch_sources([name])
-    folder = CACHE / "heldout" / f"{name}-{seed}"
-    stamp = folder / "build.json"
-    if (folder / "labels.csv").exists() and stamp.exists():
-        if json.loads(stamp.read_text()).get("version") == VERSIONS[name]:
-            return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    start = time.perf_counter()
-    SETS[name](folder, seed)
-    stamp.write_text(
-        json.dumps({"version": VERSIONS[name], "seconds": time.perf_counter() - start})
-    )
-    return folder
+    return heldout_set(name, seed)[0]
 
 
 def run_pipeline(source: Path, ws: Path) -> Workspace:

@@ -61,6 +61,28 @@ def blob_layout(n: int, seed: int = 0) -> np.ndarray:
     return xy
 
 
+def heldout_set(name: str, seed: int, rebuild: bool = False) -> tuple[Path, float | None]:
+    """A labelled set of ``tests/heldout`` built into ``CACHE/heldout/NAME-SEED`` once (its
+    sources fetched beforehand), and the seconds building took (None: from the cache). The
+    one cache every benchmark shares: a ``build.json`` stamp holds the recipe's version, so
+    a changed recipe builds again."""
+    import shutil
+
+    from tests.heldout import SETS, VERSIONS
+
+    folder = CACHE / "heldout" / f"{name}-{seed}"
+    stamp = folder / "build.json"
+    if not rebuild and (folder / "labels.csv").exists() and stamp.exists():
+        if json.loads(stamp.read_text()).get("version") == VERSIONS[name]:
+            return folder, None
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    SETS[name](folder, seed)
+    seconds = time.perf_counter() - start
+    stamp.write_text(json.dumps({"version": VERSIONS[name], "seconds": seconds}))
+    return folder, seconds
+
+
 @contextmanager
 def timed():
     """Yields a dict whose 'seconds' is filled in on exit."""

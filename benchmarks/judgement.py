@@ -32,30 +32,15 @@ import tarfile
 import time
 from pathlib import Path
 
-from common import CACHE, RESULTS
+from common import CACHE, RESULTS, heldout_set
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.heldout import SETS, TUNING, VERSIONS, fetch_sources  # noqa: E402
+from tests.heldout import SETS, TUNING, fetch_sources  # noqa: E402
 from tests.heldout.evaluate import evaluate_run  # noqa: E402
 
 DEFAULT_POSTERMAP = str(REPO / ".venv" / "bin" / "postermap")
-
-
-def build(name: str, seed: int, rebuild: bool) -> tuple[Path, float | None]:
-    """The built set (cached) and the seconds building took (None: from the cache)."""
-    folder = CACHE / "heldout" / f"{name}-{seed}"
-    stamp = folder / "build.json"
-    if not rebuild and (folder / "labels.csv").exists() and stamp.exists():
-        if json.loads(stamp.read_text()).get("version") == VERSIONS[name]:
-            return folder, None
-    shutil.rmtree(folder, ignore_errors=True)
-    start = time.perf_counter()
-    SETS[name](folder, seed)
-    seconds = time.perf_counter() - start
-    stamp.write_text(json.dumps({"version": VERSIONS[name], "seconds": seconds}))
-    return folder, seconds
 
 
 def run_pipeline(command: list[str], folder: Path, ws: Path, reuse: bool) -> float:
@@ -198,7 +183,7 @@ def main() -> None:
         code = f"work tree at {code}"
     results: dict[str, dict] = {}
     for name in names:
-        folder, build_s = build(name, args.seed, args.rebuild)
+        folder, build_s = heldout_set(name, args.seed, args.rebuild)
         ws = CACHE / "heldout-runs" / f"{name}-{args.seed}"
         try:
             run_s = run_pipeline(command, folder, ws, args.reuse_workspaces)
