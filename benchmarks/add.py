@@ -45,7 +45,7 @@ from postermap.grid.insert import insert_points
 from postermap.workspace import Workspace
 
 POST_EMBED = ["clean", "reduce", "grid", "cluster", "neighbours", "tiles"]
-PENALTIES = [0.0, 2.0, 10.0, 50.0, 1000.0]
+PENALTIES = [0.0, 2.0, 10.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 3000.0]
 
 #: one process: the stages after embed (a rebuild) or add's steps (grow)
 BUILD = """
@@ -167,6 +167,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             make_workspace(source, base, args.n, table, features)
             build = run_python(BUILD, str(base), ",".join(POST_EMBED))
+            build["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             (base / "build.json").write_text(json.dumps(build))
         print(f"build_n_seconds: {build['seconds']:.1f}", flush=True)
         # the add works on a copy: hard links, but a real copy of the file add appends to
@@ -196,8 +197,14 @@ def main() -> None:
             flush=True,
         )
         full = None
-        if args.no_rebuild:  # the same run's build of N stands in for the rebuild of N + M
-            rebuild = {"seconds": build["seconds"], "baseline": "build of N, same run"}
+        if args.no_rebuild:  # the build of N stands in for the rebuild of N + M
+            reused = args.reuse_base and "when" in build
+            rebuild = {
+                "seconds": build["seconds"],
+                "baseline": f"build of N, run at {build['when']}"
+                if reused
+                else "build of N, same run",
+            }
         else:
             full = make_workspace(source, work / "full", args.n + m, table, features)
             rebuild = run_python(BUILD, str(full.root), ",".join(POST_EMBED))

@@ -102,6 +102,7 @@ def update_pyramid(
     out_dir: Path,
     old_dir: Path,
     changed: set[tuple[int, int]],
+    runner: Runner | None = None,
 ) -> tuple[int, dict[tuple[int, int], str], int] | None:
     """The pyramid of ``cells`` made from the one in ``old_dir`` by drawing again only
     the tiles that show a ``changed`` cell (row, col), and their parents up to the top.
@@ -110,75 +111,150 @@ def update_pyramid(
     levels stays the same every unchanged tile is the same file: those are hard-linked
     from ``old_dir``. A full-resolution tile is drawn from its cells, a parent from its
     four children (as ``dzsave`` shrinks them); a tile with nothing on it is left out, as
-    ``dzsave`` leaves blank tiles out.
+    ``dzsave`` leaves blank tiles out. Each level's tiles are drawn one tile row per task
+    on ``runner`` (in this process without one), a level after the one below it.
 
     Returns (levels, cells that could not be drawn, tiles drawn), or None when the
     levels changed (the caller renders the whole pyramid).
     """
-    import pyvips
-
     cw, ch = cell
     rows, cols = len(cells), len(cells[0]) if cells else 0
     levels = pyramid_levels(cols * cw, rows * ch)
     old_levels = len([p for p in old_dir.iterdir() if p.is_dir() and p.name.isdigit()])
     if levels != old_levels:
         return None
-    for path in old_dir.rglob("*"):
-        target = out_dir / path.relative_to(old_dir)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(path, target)
+    _link_tree(old_dir, out_dir)
     bg = hex_to_rgb(background)
     top = levels - 1
-    todo = set()
+    todo: set[tuple[int, int]] = set()
     for r, c in changed:
         x0, y0 = c * cw, r * ch
         for ty in range(y0 // TILE_SIZE, (y0 + ch - 1) // TILE_SIZE + 1):
             for tx in range(x0 // TILE_SIZE, (x0 + cw - 1) // TILE_SIZE + 1):
                 todo.add((tx, ty))
+    apply = runner.map if runner is not None else map
     failed: dict[tuple[int, int], str] = {}
     drawn = 0
-    for tx, ty in sorted(todo):
-        image, tile_failed = _draw_tile(pyvips, cells, cell, bg, tx, ty)
-        failed.update(tile_failed)
-        drawn += _save_tile(image, out_dir / str(top) / str(ty) / f"{tx}.jpg", quality)
+    by_row = _by_tile_row(todo)
+    # a task gets only the grid rows its tile row shows
+    spans = [
+        (ty * TILE_SIZE // ch, min(rows, ((ty + 1) * TILE_SIZE - 1) // ch + 1)) for ty in by_row
+    ]
+    results = apply(
+        draw_tile_row,
+        [cells[r0:r1] for r0, r1 in spans],
+        [r0 for r0, _ in spans],
+        list(by_row),
+        list(by_row.values()),
+        [cell] * len(by_row),
+        [bg] * len(by_row),
+        [quality] * len(by_row),
+        [out_dir / str(top)] * len(by_row),
+    )
+    for row_failed, row_drawn in track(results, len(by_row), "tiles: tile rows"):
+        failed.update(row_failed)
+        drawn += row_drawn
     for level in range(top - 1, -1, -1):
         todo = {(tx // 2, ty // 2) for tx, ty in todo}
-        for tx, ty in sorted(todo):
-            children = [
-                out_dir / str(level + 1) / str(2 * ty + dy) / f"{2 * tx + dx}.jpg"
-                for dy in (0, 1)
-                for dx in (0, 1)
-            ]
-            image = None
-            if any(child.exists() for child in children):
-                blank = (pyvips.Image.black(TILE_SIZE, TILE_SIZE, bands=3) + bg).cast("uchar")
-                parts = [
-                    pyvips.Image.new_from_file(str(p)) if p.exists() else blank for p in children
-                ]
-                image = pyvips.Image.arrayjoin(parts, across=2).shrink(2, 2).cast("uchar")
-            drawn += _save_tile(image, out_dir / str(level) / str(ty) / f"{tx}.jpg", quality)
+        by_row = _by_tile_row(todo)
+        results = apply(
+            shrink_tile_row,
+            list(by_row),
+            list(by_row.values()),
+            [bg] * len(by_row),
+            [quality] * len(by_row),
+            [out_dir / str(level + 1)] * len(by_row),
+            [out_dir / str(level)] * len(by_row),
+        )
+        drawn += sum(results)
     return levels, failed, drawn
+
+
+def _by_tile_row(tiles: set[tuple[int, int]]) -> dict[int, list[int]]:
+    """Tile columns by tile row, both sorted."""
+    out: dict[int, list[int]] = {}
+    for tx, ty in sorted(tiles, key=lambda t: (t[1], t[0])):
+        out.setdefault(ty, []).append(tx)
+    return out
+
+
+def _link_tree(old_dir: Path, out_dir: Path) -> None:
+    """Hard-link every file under ``old_dir`` to the same place under ``out_dir``."""
+    old, out = str(old_dir), str(out_dir)
+    for folder, _, files in os.walk(old):
+        target = out + folder[len(old) :]
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            os.link(os.path.join(folder, name), os.path.join(target, name))
+
+
+def draw_tile_row(
+    cells: list[list[str | None]],
+    first_row: int,
+    ty: int,
+    txs: list[int],
+    cell: tuple[int, int],
+    bg: list[int],
+    quality: int,
+    level_dir: Path,
+) -> tuple[dict[tuple[int, int], str], int]:
+    """Draw the full-resolution tiles ``txs`` of tile row ``ty`` from ``cells`` (the grid
+    rows from ``first_row`` that the tile row shows); a unit of parallel work.
+
+    Returns the cells (row, col) that could not be drawn, and the number of tiles written.
+    """
+    import pyvips
+
+    failed: dict[tuple[int, int], str] = {}
+    drawn = 0
+    for tx in txs:
+        image, tile_failed = _draw_tile(pyvips, cells, first_row, cell, bg, tx, ty)
+        failed.update(tile_failed)
+        drawn += _save_tile(image, level_dir / str(ty) / f"{tx}.jpg", quality)
+    return failed, drawn
+
+
+def shrink_tile_row(
+    ty: int, txs: list[int], bg: list[int], quality: int, child_dir: Path, level_dir: Path
+) -> int:
+    """Draw tiles ``txs`` of row ``ty`` of a level from their four children one level
+    down (as ``dzsave`` shrinks them); a unit of parallel work. Returns tiles written."""
+    import pyvips
+
+    drawn = 0
+    for tx in txs:
+        children = [
+            child_dir / str(2 * ty + dy) / f"{2 * tx + dx}.jpg" for dy in (0, 1) for dx in (0, 1)
+        ]
+        image = None
+        if any(child.exists() for child in children):
+            blank = (pyvips.Image.black(TILE_SIZE, TILE_SIZE, bands=3) + bg).cast("uchar")
+            parts = [pyvips.Image.new_from_file(str(p)) if p.exists() else blank for p in children]
+            image = pyvips.Image.arrayjoin(parts, across=2).shrink(2, 2).cast("uchar")
+        drawn += _save_tile(image, level_dir / str(ty) / f"{tx}.jpg", quality)
+    return drawn
 
 
 def _draw_tile(
     pyvips: Any,
     cells: list[list[str | None]],
+    first_row: int,
     cell: tuple[int, int],
     bg: list[int],
     tx: int,
     ty: int,
 ) -> tuple[Any, dict[tuple[int, int], str]]:
     """The full-resolution tile (tx, ty) drawn from the cells it shows (None if it shows
-    none), and the cells that could not be drawn."""
+    none), and the cells that could not be drawn; ``cells`` are the grid's rows from
+    ``first_row`` on."""
     cw, ch = cell
     x0, y0 = tx * TILE_SIZE, ty * TILE_SIZE
     canvas, failed = None, {}
-    for r in range(y0 // ch, min(len(cells), (y0 + TILE_SIZE - 1) // ch + 1)):
-        for c in range(x0 // cw, min(len(cells[r]), (x0 + TILE_SIZE - 1) // cw + 1)):
-            path = cells[r][c]
+    last = min(first_row + len(cells), (y0 + TILE_SIZE - 1) // ch + 1)
+    for r in range(y0 // ch, last):
+        line = cells[r - first_row]
+        for c in range(x0 // cw, min(len(line), (x0 + TILE_SIZE - 1) // cw + 1)):
+            path = line[c]
             if path is None:
                 continue
             if canvas is None:

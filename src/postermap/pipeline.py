@@ -209,8 +209,9 @@ def grow(ws: Workspace, settings: Settings, move_penalty: float = MOVE_PENALTY) 
             name,
             {**marker, "fingerprint": fingerprint(ws, settings, stage), "added": reports[step]},
         )
-    write_catalog(ws)
-    tiles = run_stage(ws, settings, stage_by_name("tiles"))
+    tiles = run_stage(ws, settings, stage_by_name("tiles"))  # it writes the catalog first
+    if tiles.get("skipped"):
+        write_catalog(ws)
     return {
         "new_rows": reports["clean"].get("new", 0),
         "placed": reports["layout"].get("new", 0),

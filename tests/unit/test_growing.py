@@ -135,7 +135,8 @@ def test_a_partial_pyramid_update_matches_a_full_render(tmp_path):
         render_pyramid(before, *args, tmp_path / "old", runner)
         levels, _ = render_pyramid(after, *args, tmp_path / "full", runner)
     assert levels == pyramid_levels(9 * 64, 6 * 64) == 3
-    got = update_pyramid(after, *args, tmp_path / "part", tmp_path / "old", changed)
+    with make_runner(None, 2, mp_context="spawn") as runner:  # tile rows in two processes
+        got = update_pyramid(after, *args, tmp_path / "part", tmp_path / "old", changed, runner)
     assert got is not None and got[0] == levels and not got[1]
     full, part, old = _tiles(tmp_path / "full"), _tiles(tmp_path / "part"), _tiles(tmp_path / "old")
     assert set(part) == set(full)

@@ -39,7 +39,7 @@ from postermap.site import (
     write_site_data,
 )
 from postermap.stage import Stage, StageOutcome
-from postermap.workspace import Workspace
+from postermap.workspace import Workspace, thumb_name
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     copy_viewer(tmp)
-    thumbs = [str(ws.thumb_path(r["content_hash"])) for r in items]
+    thumbs_dir = str(ws.thumbs_dir)
+    thumbs = [f"{thumbs_dir}/{thumb_name(r['content_hash'])}" for r in items]
     by_cell = {
         r["row"] * grid.cols + r["col"]: thumb for r, thumb in zip(items, thumbs, strict=True)
     }
@@ -77,18 +78,19 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         "quality": settings.tile_quality,
     }
     changed = changed_cells(ws.site_dir / "tiles", shown, drawn_with)
-    partial = None
-    if changed is not None:
-        partial = update_pyramid(
-            cells,
-            cell,
-            settings.background,
-            settings.tile_quality,
-            tmp / "tiles",
-            ws.site_dir / "tiles",
-            changed,
-        )
     with make_runner(settings.ray, settings.workers, mp_context="spawn") as runner:
+        partial = None
+        if changed is not None:
+            partial = update_pyramid(
+                cells,
+                cell,
+                settings.background,
+                settings.tile_quality,
+                tmp / "tiles",
+                ws.site_dir / "tiles",
+                changed,
+                runner,
+            )
         if partial is not None:
             levels, not_drawn, redrawn = partial
             not_drawn.update(_earlier_failures(ws, grid, changed or set()))
@@ -187,10 +189,11 @@ def _picture_classes(ws: Workspace, settings: StageSettings, items: list[dict]):
 def _thumb_key(thumb: str) -> str:
     """What a cell shows: its thumbnail's name and modification time (a thumbnail made
     again, at another size say, is another picture)."""
+    stem = thumb.rpartition("/")[2].rpartition(".")[0]
     try:
-        return f"{Path(thumb).stem}@{os.stat(thumb).st_mtime_ns}"
+        return f"{stem}@{os.stat(thumb).st_mtime_ns}"
     except FileNotFoundError:
-        return f"{Path(thumb).stem}@missing"
+        return f"{stem}@missing"
 
 
 def _earlier_failures(ws: Workspace, grid, changed: set[tuple[int, int]]) -> dict:
