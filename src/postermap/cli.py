@@ -20,7 +20,7 @@ from rich.logging import RichHandler
 
 from postermap.config import Settings, cli_settings, option_name, setting_types
 from postermap.errors import PostermapError
-from postermap.growing import MOVE_PENALTY
+from postermap.growing import MOVE_PENALTY, REBUILD_HINT_GROWTH
 from postermap.pipeline import (
     STAGE_NAMES,
     add_source,
@@ -218,6 +218,11 @@ def add(
         f"{report['moved']:,} image(s) already on it changed cell "
         f"({report['moved_share']:.2%}); {report['seconds']:.1f} s"
     )
+    if report["grown_by"] > REBUILD_HINT_GROWTH:
+        click.echo(
+            f"the map grew by {report['grown_by']:.0%}: a full rebuild gives a tighter map "
+            f"(delete {ws.marker_path('reduce')} and run again; everything moves)"
+        )
 
 
 def status_count(ws: Workspace, status: str) -> int:

@@ -86,6 +86,10 @@ PLACE_NEIGHBOURS = 10
 CLUSTER_VOTE = 0.4
 #: softness (in cosine) of the placement's weights: the closest images dominate
 PLACE_SOFTNESS = 0.02
+#: growth (new images / images on the map) above which ``add`` says a rebuild fits better:
+#: the grid then grows by that much at its edges, far from the new images' look-alikes
+#: (README: at +50% the grid cost was x14 of a fresh grid's)
+REBUILD_HINT_GROWTH = 0.1
 #: the steps of :func:`grow_map`, in order
 STEPS = ("embed", "clean", "layout", "grid", "cluster", "neighbours")
 
@@ -107,6 +111,16 @@ def grow_map(
     }
     for name, compute in steps.items():
         reports[name] = _step(ws, name, compute)
+    grid = reports["grid"]
+    growth = grid.get("new", 0) / max(1, grid.get("on_map_before", 0))
+    if growth > REBUILD_HINT_GROWTH:
+        log.warning(
+            "add: the map grew by %.0f%%; the new images sit where the grid had room, "
+            "often far from their look-alikes: a full rebuild (delete %s and run again) "
+            "gives a tighter map",
+            100 * growth,
+            ws.marker_path("reduce"),
+        )
     return reports
 
 
@@ -358,6 +372,7 @@ def _grid_new(ws: Workspace, out: Workspace, move_penalty: float) -> dict[str, A
     )
     return {
         "new": len(new),
+        "on_map_before": len(grid.ids),
         "moved": moved,
         "moved_share": round(moved / len(grid.ids), 5),
         "moved_more_than_one_cell": int((shift > 1).sum()),

@@ -217,6 +217,7 @@ def grow(ws: Workspace, settings: Settings, move_penalty: float = MOVE_PENALTY) 
         "placed": reports["layout"].get("new", 0),
         "moved": reports["grid"].get("moved", 0),
         "moved_share": reports["grid"].get("moved_share", 0.0),
+        "grown_by": reports["grid"].get("new", 0) / max(1, reports["grid"].get("on_map_before", 0)),
         "steps": reports,
         "tiles_seconds": tiles.get("seconds"),
         "seconds": round(time.perf_counter() - started, 3),

@@ -124,6 +124,11 @@ def test_planted_copies_are_flagged_and_the_old_image_kept(grown):
     assert first["status"] == second["status"] == "ok"
 
 
+def test_a_large_growth_suggests_a_rebuild(grown):
+    # 21 new files on a map of 90: above the 10% at which a rebuild fits better
+    assert "the map grew by 2" in grown["output"] and "full rebuild" in grown["output"]
+
+
 def test_old_images_keep_their_cells_and_the_share_moved_is_reported(grown):
     before, after = grown["before"]["cells"], _cells(grown["ws"])
     moved = sum(after[i] != cell for i, cell in before.items())
