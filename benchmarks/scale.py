@@ -146,11 +146,13 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
     return ws.root
 
 
-def run_stage(args: list[str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS MB, exit code) of one postermap process."""
+def run_stage(args: list[str], profile: Path | None = None) -> tuple[float, float, int]:
+    """(seconds, peak RSS MB, exit code) of one postermap process (under cProfile, its
+    statistics written to ``profile``, when given)."""
     start = time.perf_counter()
+    prefix = ["-m", "cProfile", "-o", str(profile)] if profile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "postermap", *args],
+        [sys.executable, *prefix, "-m", "postermap", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -161,6 +163,24 @@ def run_stage(args: list[str]) -> tuple[float, float, int]:
     return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
+def top_lines(profile: Path, count: int = 12) -> list[str]:
+    """The package's and libraries' functions with the most cumulative time in a cProfile
+    file, one line each: ``cumulative s  own s  calls  file:line(function)``."""
+    import pstats
+
+    stats = pstats.Stats(str(profile)).stats
+    rows = sorted(stats.items(), key=lambda kv: kv[1][3], reverse=True)
+    lines = []
+    for (file, line, function), (_, calls, own, cumulative, _) in rows:
+        if "site-packages/" not in file and "/src/" not in file or function == "<module>":
+            continue  # the interpreter's own frames (runpy, futures, locks) say little
+        short = file.split("site-packages/")[-1].split("/src/")[-1]
+        lines.append(f"{cumulative:8.1f} {own:8.1f} {calls:>9} {short}:{line}({function})")
+        if len(lines) == count:
+            break
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=169_000)
@@ -168,6 +188,12 @@ def main() -> None:
         "--features-only",
         action="store_true",
         help="start from random clustered features (post-embed stages)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each stage under cProfile and keep its top lines (the main process's: "
+        "work in decode or render workers shows as waiting on them)",
     )
     args = parser.parse_args()
     if args.features_only:
@@ -190,7 +216,10 @@ def main() -> None:
             # the synthetic posters share themes, so most are near duplicates by design;
             # keep them on the map so every later stage handles all N images
             command.append("--keep-near-duplicates")
-        seconds, rss, code = run_stage(command)
+        profile = root / "profiles" / f"{stage}.prof" if args.profile else None
+        if profile:
+            profile.parent.mkdir(parents=True, exist_ok=True)
+        seconds, rss, code = run_stage(command, profile)
         rows.append(
             {
                 "stage": stage,
@@ -200,6 +229,9 @@ def main() -> None:
                 "exit": code,
             }
         )
+        if profile and profile.exists():
+            rows[-1]["profile"] = top_lines(profile)
+            print("\n".join(rows[-1]["profile"]), flush=True)
         print(
             f"stage: {stage} seconds: {seconds:.1f} images_per_s: {args.n / seconds:.0f} "
             f"peak_rss_mb: {rss:.0f} exit: {code}",

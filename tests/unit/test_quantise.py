@@ -142,3 +142,13 @@ def test_static_without_calibration_says_so(tmp_path: Path) -> None:
         quantise(fp32, Recipe(), None)
     with pytest.raises(QuantisationError, match="unknown calibration"):
         quantise(fp32, Recipe(calibration="mean"), batches())
+
+
+def test_normalise_batch_is_the_per_channel_standardisation_in_nchw():
+    from postermap.embedders.base import IMAGENET_MEAN, IMAGENET_STD, normalise_batch
+
+    batch = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    want = (batch.astype(np.float64) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    got = normalise_batch(batch)
+    assert got.dtype == np.float32 and got.shape == (3, 3, 5, 7) and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want.transpose(0, 3, 1, 2), atol=1e-5)
