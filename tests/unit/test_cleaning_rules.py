@@ -159,6 +159,36 @@ def test_copies_are_near_duplicates_mirrored_cropped_letterboxed_or_retitled():
             assert verdicts[name].reason.endswith("mirrored")
 
 
+def test_features_read_on_demand_give_the_same_verdicts_as_an_array():
+    from postermap.cleaning import unit_features, unit_rows
+
+    original = poster(4, "COLD EMBER")
+    rows = [
+        row("orig.png", original),
+        row("mirror.png", ImageOps.mirror(original)),
+        row("crop.png", original.crop((6, 9, W - 8, H - 5))),
+        row("other.png", poster(5, "X")),
+        row("gone.png", poster(6, "Y")),
+    ]
+    rng = np.random.default_rng(1)
+    # stored in another order than the rows, unnormalised; one row has no features
+    stored = [r["content_hash"] for r in rows[:4]][::-1]
+    vectors = np.ones((4, 64), np.float32) * 3 + rng.normal(0, 0.03, (4, 64)).astype(np.float32)
+    ids = np.array(stored)
+    lazy = unit_rows(rows, ids, vectors)
+    eager = unit_features(rows, ids, vectors)
+    assert lazy.shape == eager.shape == (5, 64)
+    np.testing.assert_array_equal(lazy[np.array([3, 0, 4])], eager[[3, 0, 4]])
+    np.testing.assert_array_equal(lazy[2], eager[2])
+    np.testing.assert_array_equal(lazy[1:3], eager[1:3])
+    assert not eager[4].any()  # no stored features: zeros
+    np.testing.assert_allclose(np.linalg.norm(eager[:4], axis=1), 1, atol=1e-6)
+    thumbs = {r["content_hash"]: r["thumb"] for r in rows}
+    got = clean_collection(rows, lazy, CleanParams(), thumbs.get)
+    assert got == clean_collection(rows, eager, CleanParams(), thumbs.get)
+    assert {v.status for v in got.values()} == {"near_duplicate"}
+
+
 def keycap(label: str, colour: tuple[int, int, int] = (120, 120, 130)) -> Image.Image:
     """A flat graphic: a key with a digit, transparent around it."""
     image = Image.new("RGBA", (160, 160), (0, 0, 0, 0))

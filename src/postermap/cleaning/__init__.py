@@ -58,6 +58,7 @@ from postermap.cleaning.records import (
     keep_order,
     mark_failed,
     unit_features,
+    unit_rows,
     verdict_counts,
     verdict_table,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "phash_candidates",
     "phash_distance",
     "unit_features",
+    "unit_rows",
     "verdict_counts",
     "verdict_table",
 ]

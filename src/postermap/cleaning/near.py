@@ -242,11 +242,19 @@ def group_verdicts(
     }
     status = "ok" if keep_near_duplicates else "near_duplicate"
     verdicts: dict[str, Verdict] = {}
-    for rep, *members in star_groups(rows, found.pairs, first=first):
-        for i in members:
-            if judged is not None and not judged(i):
-                continue
-            sim = float(features[i] @ features[rep])
+    judged_pairs = [
+        (i, rep)
+        for rep, *members in star_groups(rows, found.pairs, first=first)
+        for i in members
+        if judged is None or judged(i)
+    ]
+    # both sides gathered in chunks (the features may be read from disk on demand)
+    step = 8192
+    for start in range(0, len(judged_pairs), step):
+        chunk = np.array(judged_pairs[start : start + step], np.int64)
+        left, right = features[chunk[:, 0]], features[chunk[:, 1]]
+        for k, (i, rep) in enumerate(judged_pairs[start : start + step]):
+            sim = float(left[k] @ right[k])
             layout, mirrored = share.get((min(i, rep), max(i, rep)), (1.0, False))
             verdicts[rows[i]["id"]] = Verdict(
                 status,

@@ -84,21 +84,61 @@ LOSSLESS_FORMATS = frozenset({"png", "bmp", "tif", "tiff", "ppm", "pgm", "pbm", 
 LOSSY_FORMATS = frozenset({"jpg", "jpeg", "jfif", "jpe", "avif", "heic", "heif"})
 
 
-def unit_features(rows: list[dict], ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """L2-normalised features aligned with ``rows`` (zeros where a row has none), read
-    from the memory-mapped ``vectors`` (content hash ``ids[i]`` -> row i) chunk by chunk."""
+class UnitRows:
+    """L2-normalised features aligned with the clean rows, read from the memory-mapped
+    embeddings when indexed (zeros where a row has none).
+
+    Clean only ever needs some rows at a time (a PCA sample, chunks to project, the two
+    sides of candidate pairs), so it never holds the N x 1280 float32 copy it used to
+    make: 5.1 GB at a million images. Indexing (an int, a slice, an index or boolean
+    array) returns a fresh array, like a NumPy fancy index.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, vectors: np.ndarray, source: np.ndarray) -> None:
+        self.vectors = vectors
+        #: row i's position in ``vectors``, -1 where it has no features
+        self.source = np.asarray(source, np.int64)
+        self.shape = (len(self.source), vectors.shape[1])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            return self[np.array([key])][0]
+        if isinstance(key, slice):
+            key = np.arange(len(self))[key]
+        index = np.asarray(key)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        source = self.source[index]
+        out = np.zeros((len(index), self.shape[1]), np.float32)
+        have = np.flatnonzero(source >= 0)
+        for start, unit in row_chunks(self.vectors, source[have]):
+            out[have[start : start + len(unit)]] = unit
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def unit_rows(rows: list[dict], ids: np.ndarray, vectors: np.ndarray) -> UnitRows:
+    """The unit features of ``rows`` (content hash ``ids[i]`` -> row i of the memory-mapped
+    ``vectors``), for rows still ``ok``; read on demand (:class:`UnitRows`)."""
     row_of = {h: i for i, h in enumerate(ids.tolist())}
-    features = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-    present = [
-        (i, row_of[row["content_hash"]])
-        for i, row in enumerate(rows)
-        if row["status"] == "ok" and row["content_hash"] in row_of
-    ]
-    if present:
-        at, source = (np.array(column) for column in zip(*present, strict=True))
-        for start, unit in row_chunks(vectors, source):
-            features[at[start : start + len(unit)]] = unit
-    return features
+    source = np.array(
+        [row_of.get(row["content_hash"], -1) if row["status"] == "ok" else -1 for row in rows],
+        dtype=np.int64,
+    )
+    return UnitRows(vectors, source)
+
+
+def unit_features(rows: list[dict], ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """:func:`unit_rows` as one array (for a few rows, or small collections)."""
+    return unit_rows(rows, ids, vectors)[:]
 
 
 def verdict_table(rows: list[dict], verdicts: dict[str, Verdict]) -> pa.Table:

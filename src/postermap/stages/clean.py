@@ -16,7 +16,7 @@ from postermap.cleaning import (
     CleanParams,
     clean_collection,
     mark_failed,
-    unit_features,
+    unit_rows,
     verdict_counts,
     verdict_table,
 )
@@ -33,7 +33,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     rows = ws.read_table("ingest", list(INPUT_COLUMNS)).to_pylist()
     mark_failed(rows, ws.read_embed_failures())
     embeddings = ws.read_embeddings()
-    features = unit_features(rows, embeddings.ids, embeddings.vectors)
+    features = unit_rows(rows, embeddings.ids, embeddings.vectors)
     params = CleanParams(
         near_cosine=settings.near_cosine,
         near_layout=settings.near_layout,
