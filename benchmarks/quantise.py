@@ -1,6 +1,7 @@
 """Lower-precision EfficientNet-Lite0 against fp32: do the features, and the maps, stay?
 
-    python -m benchmarks.quantise [--eval 2400] [--rounds 5] [--variants a,b]
+    python -m benchmarks.quantise [--eval 2400] [--rounds 5] [--variants a,b] [--out F]
+    python -m benchmarks.quantise --variants fp32-192px,precision-int8 --out quantise-192px.json
 
 Images: the default set (``data/emoji/images``) and the held-out sets' cached originals
 (``benchmarks/.cache/heldout/*``, made by ``python -m benchmarks.judgement``; posters,
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument(
         "--heldout", type=Path, default=HELDOUT, help="folder of the held-out sets' originals"
     )
+    parser.add_argument("--out", default="quantise.json", help="result file name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
@@ -157,7 +159,7 @@ def main() -> None:
         )
         print(line(name, figures))
     out = write_result(
-        "quantise.json",
+        args.out,
         {
             "fp32_model": fp32.name,
             "calibration_images": len(calibration),
