@@ -18,8 +18,9 @@ does not list yet:
    moving pays more than ``move_penalty`` per image moved; the grid grows at its right
    and bottom edges);
 5. **cluster**: a new image joins the cluster most of its nearest images on the map
-   belong to (at least ``CLUSTER_VOTE`` of them), else it is noise; cluster ids, names
-   and ``clusters.toml`` stay as they are, sizes follow;
+   belong to (at least ``CLUSTER_VOTE`` of them), else it is noise; cluster ids and
+   ``clusters.toml`` stay as they are, every cluster is scored and named again with its
+   new members (curated names kept);
 6. **neighbours**: the hnswlib index grows by ``add_items``; new images get their lists,
    and an old image's list changes only where a new image beats its last neighbour.
 
@@ -38,7 +39,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ from postermap.cleaning import (
     verdict_table,
 )
 from postermap.clustering.names import clusters_csv
-from postermap.clustering.score import ClusterInfo
+from postermap.clustering.summary import summarise_clusters
 from postermap.config import Settings
 from postermap.curation import read_curation
 from postermap.embedders import extras_of, get_embedder
@@ -106,7 +107,7 @@ def grow_map(
         "clean": lambda out: _clean_new(ws, out, settings, index),
         "layout": lambda out: _place_new(ws, out, index),
         "grid": lambda out: _grid_new(ws, out, move_penalty),
-        "cluster": lambda out: _cluster_new(ws, out, index),
+        "cluster": lambda out: _cluster_new(ws, out, settings, index),
         "neighbours": lambda out: _neighbours_new(ws, out, index),
     }
     for name, compute in steps.items():
@@ -398,20 +399,21 @@ def grid_frame(old_xy: np.ndarray, new_xy: np.ndarray, grid: Grid) -> tuple[np.n
 
 
 # -- 5. cluster ------------------------------------------------------------------------
-def _cluster_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str, Any]:
+def _cluster_new(
+    ws: Workspace, out: Workspace, settings: Settings, index: _MapIndex
+) -> dict[str, Any]:
     table = ws.read_table("cluster")
-    layout_ids = ws.read_layout().ids.tolist()
+    layout = ws.read_layout()
+    layout_ids = layout.ids.tolist()
     known = set(table["id"].to_pylist())
     new = [i for i in layout_ids if i not in known]
     old_labels = dict(zip(table["id"].to_pylist(), table["cluster"].to_pylist(), strict=True))
-    infos = ws.read_clusters()
-    names = {int(info["id"]): info["name"] for info in infos}
     labels = []
+    curation = read_curation(ws.curation_path)
     if new:
         near, _ = index.nearest(_new_map_vectors(ws, index, new), PLACE_NEIGHBOURS)
         label_of_row = np.array([old_labels.get(i, -1) for i in layout_ids], np.int64)
         labels = vote_clusters(np.where(near >= 0, label_of_row[np.maximum(near, 0)], -1))
-        curation = read_curation(ws.curation_path)
         for k, members in curation.add.items():
             for at, image_id in enumerate(new):
                 if image_id in members:
@@ -420,23 +422,27 @@ def _cluster_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str, A
             for at, image_id in enumerate(new):
                 if image_id in members and labels[at] == k:
                     labels[at] = -1
-    added = pa.table(
-        {
-            "id": pa.array(new, pa.string()),
-            "cluster": pa.array(labels, pa.int32()),
-            "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string()),
-        }
-    ).cast(table.schema)
-    merged = pa.concat_tables([table, added])
-    all_ids = merged["id"].to_pylist()
-    all_labels = np.asarray(merged["cluster"].to_pylist(), np.int64)
-    sizes = Counter(all_labels[all_labels >= 0].tolist())
-    for info in infos:
-        info["size"] = int(sizes.get(int(info["id"]), 0))
-    own = {f.name for f in fields(ClusterInfo)}
-    objects = [ClusterInfo(**{k: v for k, v in info.items() if k in own}) for info in infos]
-    out.write_table("cluster", merged)
-    out.write_clusters(infos, clusters_csv(all_ids, all_labels, objects))
+    # the old images keep their labels; every cluster is scored and named again with its
+    # new members (clusters.toml's names still win), as the cluster stage would
+    label_of = {**old_labels, **dict(zip(new, labels, strict=True))}
+    ordered = np.array([label_of.get(i, -1) for i in layout_ids], np.int64)
+    embeddings, rows = ws.embedding_rows(layout.ids)
+    model = None if settings.features else settings.model
+    infos = summarise_clusters(
+        ws, layout_ids, ordered, embeddings, rows, settings.seed, model, curation.names
+    )
+    names = {info.id: info.name for info in infos}
+    out.write_table(
+        "cluster",
+        pa.table(
+            {
+                "id": pa.array(layout_ids, pa.string()),
+                "cluster": pa.array(ordered, pa.int32()),
+                "cluster_name": pa.array([names.get(int(k)) for k in ordered], pa.string()),
+            }
+        ).cast(table.schema),
+    )
+    out.write_clusters([asdict(i) for i in infos], clusters_csv(layout_ids, ordered, infos))
     joined = int(sum(1 for k in labels if k >= 0))
     return {"new": len(new), "joined_a_cluster": joined, "noise": len(new) - joined}
 

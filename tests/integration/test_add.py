@@ -151,6 +151,30 @@ def test_old_cluster_ids_are_unchanged_and_sizes_follow(grown):
         assert size == sum(1 for label in after.values() if label == k)
 
 
+def test_clusters_that_gained_images_are_scored_and_named_again(grown):
+    from postermap.clustering import describe_clusters
+
+    before = {c["id"]: c for c in Workspace(grown["pristine"]).read_clusters()}
+    after = {c["id"]: c for c in Workspace(grown["ws"]).read_clusters()}
+    grew = [k for k in after if k in before and after[k]["size"] > before[k]["size"]]
+    assert grew, "no cluster took a new image: the fixture no longer tests this"
+    ws = Workspace(grown["ws"])
+    layout = ws.read_layout()
+    labels = _labels(grown["ws"])
+    embeddings, rows = ws.embedding_rows(layout.ids)
+    colour = np.ones((len(layout.ids), 48), np.float32)  # only the CNN cohesion is compared
+    fresh = {
+        c.id: c
+        for c in describe_clusters(
+            np.array([labels[i] for i in layout.ids.tolist()]), embeddings, colour, seed=3, rows=rows
+        )
+    }
+    for k in grew:
+        assert after[k]["cnn_cohesion"] == pytest.approx(fresh[k].cnn_cohesion, abs=1e-4)
+        assert after[k]["cnn_cohesion"] != before[k]["cnn_cohesion"]
+        assert after[k]["name"]
+
+
 def test_new_images_have_their_neighbours(grown):
     ws = Workspace(grown["ws"])
     ids = ws.read_layout().ids.tolist()

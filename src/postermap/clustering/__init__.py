@@ -8,6 +8,8 @@
   interestingness score that ranks semantic tropes above colour-only groups.
 * :mod:`.names` — names from what is distinctive for a cluster against the whole
   collection: its title words, else its ImageNet concepts (lift with a support floor).
+* :mod:`.summary` — both for a labelling, from the workspace's titles and colours (the
+  cluster stage, and ``add`` once new images joined).
 """
 
 from __future__ import annotations

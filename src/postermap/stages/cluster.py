@@ -25,11 +25,10 @@ from postermap.clustering import (
     GRAPH_DIMS,
     cell_graph,
     clusters_csv,
-    describe_clusters,
     find_clusters,
-    name_clusters,
     whiten,
 )
+from postermap.clustering.summary import summarise_clusters
 from postermap.config import StageSettings
 from postermap.curation import apply_curation, curation_fingerprint, read_curation, write_template
 from postermap.stage import Stage, StageOutcome
@@ -63,12 +62,6 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     id_list = layout.ids.tolist()
     curation = read_curation(ws.curation_path)
     labels = apply_curation(labels, id_list, curation)
-    ingest = ws.read_table("ingest", ["id", "title", "colour_hist"]).to_pydict()
-    position = {image_id: i for i, image_id in enumerate(ingest["id"])}
-    order = [position[i] for i in id_list]
-    colour = np.array([ingest["colour_hist"][i] for i in order], dtype=np.float32)
-    titles = [ingest["title"][i] for i in order]
-    infos = describe_clusters(labels, embeddings, colour, seed=settings.seed, rows=rows)
     if settings.features:
         log.info(
             "cluster: vectors from %s, not the ImageNet model: clusters are named from "
@@ -76,7 +69,9 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             settings.features,
         )
     model = None if settings.features else settings.model
-    name_clusters(infos, labels, embeddings, rows, titles, model, curation.names)
+    infos = summarise_clusters(
+        ws, id_list, labels, embeddings, rows, settings.seed, model, curation.names
+    )
     names = {info.id: info.name for info in infos}
     ws.write_table(
         "cluster",

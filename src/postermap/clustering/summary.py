@@ -1,0 +1,36 @@
+"""Scoring and naming the clusters of a labelling: what the cluster stage writes and
+``postermap add`` refreshes when new images have joined clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from postermap.clustering.names import name_clusters
+from postermap.clustering.score import ClusterInfo, describe_clusters
+from postermap.workspace import Workspace
+
+
+def summarise_clusters(
+    ws: Workspace,
+    ids: list[str],
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    rows: np.ndarray,
+    seed: int,
+    model: str | None,
+    curated: dict[int, str],
+) -> list[ClusterInfo]:
+    """The ranked clusters of ``labels`` (aligned with ``ids``; ``embeddings[rows]`` their
+    features), scored and named from their titles and colours in the ingest table.
+
+    ``model`` made the features (None: they came from a file, so no ImageNet names);
+    ``curated`` are clusters.toml's names, which win over the automatic ones.
+    """
+    ingest = ws.read_table("ingest", ["id", "title", "colour_hist"]).to_pydict()
+    position = {image_id: i for i, image_id in enumerate(ingest["id"])}
+    order = [position[i] for i in ids]
+    colour = np.array([ingest["colour_hist"][i] for i in order], dtype=np.float32)
+    titles = [ingest["title"][i] for i in order]
+    infos = describe_clusters(labels, embeddings, colour, seed=seed, rows=rows)
+    name_clusters(infos, labels, embeddings, rows, titles, model, curated)
+    return infos
