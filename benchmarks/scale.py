@@ -3,6 +3,7 @@
     python -m benchmarks.scale --n 169000      # the founding run's size
     python -m benchmarks.scale --n 20000       # a quicker look
     python -m benchmarks.scale --n 1000000 --features-only   # post-embed stages at 1M
+    python -m benchmarks.scale --n 169000 --again clean,reduce --profile   # profiles
 
 Generates N poster-sized JPEGs (300x450: gradient, shapes, noise, a title band; cached in
 benchmarks/.cache/scale-N/images, made in parallel), then runs each stage as its own
@@ -195,8 +196,24 @@ def main() -> None:
         help="run each stage under cProfile and keep its top lines (the main process's: "
         "work in decode or render workers shows as waiting on them)",
     )
+    parser.add_argument(
+        "--again",
+        metavar="STAGES",
+        help="comma-separated stages to run again (--force) on the workspace an earlier "
+        "run left, without generating or wiping anything; the result goes to "
+        "scale-N-again.json (with --profile: each stage's profile at full scale)",
+    )
     args = parser.parse_args()
-    if args.features_only:
+    if args.again:
+        root = CACHE / (f"features-{args.n}" if args.features_only else f"scale-{args.n}")
+        ws = root / "ws"
+        if not (ws / "stages").is_dir():
+            raise SystemExit(f"no workspace at {ws}: run without --again first")
+        stages = args.again.split(",")
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise SystemExit(f"--again: not a stage after ingest: {', '.join(sorted(unknown))}")
+    elif args.features_only:
         root = CACHE / f"features-{args.n}"
         shutil.rmtree(root / "ws", ignore_errors=True)
         ws = features_workspace(args.n, root)
@@ -216,6 +233,8 @@ def main() -> None:
             # the synthetic posters share themes, so most are near duplicates by design;
             # keep them on the map so every later stage handles all N images
             command.append("--keep-near-duplicates")
+        if args.again:
+            command.append("--force")
         profile = root / "profiles" / f"{stage}.prof" if args.profile else None
         if profile:
             profile.parent.mkdir(parents=True, exist_ok=True)
@@ -247,11 +266,12 @@ def main() -> None:
         "stages": rows,
         "total_seconds": total,
     }
-    if rows[-1]["stage"] == "tiles" and rows[-1]["exit"] == 0:
+    if rows[-1]["stage"] == "tiles" and rows[-1]["exit"] == 0 and not args.again:
         result["viewer"] = measure_viewer(ws / "site")
         print("viewer:", json.dumps(result["viewer"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    name = f"scale-{args.n}{'-features' if args.features_only else ''}.json"
+    name = f"scale-{args.n}{'-features' if args.features_only else ''}"
+    name += "-again.json" if args.again else ".json"
     write_result(name, result)
 
 
