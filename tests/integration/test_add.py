@@ -166,7 +166,11 @@ def test_clusters_that_gained_images_are_scored_and_named_again(grown):
     fresh = {
         c.id: c
         for c in describe_clusters(
-            np.array([labels[i] for i in layout.ids.tolist()]), embeddings, colour, seed=3, rows=rows
+            np.array([labels[i] for i in layout.ids.tolist()]),
+            embeddings,
+            colour,
+            seed=3,
+            rows=rows,
         )
     }
     for k in grew:

@@ -322,3 +322,16 @@ def test_distinct_letters_on_one_template_are_kept():
     rows = [row(f"{c}.png", letter_tile(c), transparent=True) for c in "ABCDEFGH"]
     verdicts = clean(rows)
     assert all(status(verdicts, p) == "ok" for p in verdicts), verdicts
+
+
+def test_layout_comparison_in_two_processes_measures_the_same():
+    from postermap.cleaning.layout import PARALLEL_PAIRS, Layouts, compare
+
+    rows = [row(f"{i}.png", poster(i % 6, f"T{i}")) for i in range(10)]
+    layouts = Layouts.from_rows(rows)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 10, PARALLEL_PAIRS + 700), rng.integers(0, 10, PARALLEL_PAIRS + 700)
+    one, two = compare(layouts, a, b), compare(layouts, a, b, workers=2)
+    for name in vars(one):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name), err_msg=name)
+    assert len(one.area) == len(a) and one.area.max() > one.area.min()

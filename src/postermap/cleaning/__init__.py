@@ -144,6 +144,7 @@ def clean_collection(
     features: np.ndarray | None,
     params: CleanParams,
     thumbnail: ThumbnailReader | None = None,
+    workers: int = 1,
 ) -> dict[str, Verdict]:
     """Verdicts for the rows that are not plain ``ok`` (ids missing from the result are ok).
 
@@ -154,6 +155,8 @@ def clean_collection(
             the embedding-based steps.
         thumbnail: reads a thumbnail by content hash, for the pixel check of graphics
             (without it, graphics are judged by their layout signatures alone).
+        workers: processes the candidate pairs' layout comparison may use (the verdicts
+            are the same for any number).
     """
     verdicts: dict[str, Verdict] = {}
     for dup, (rep, reason) in find_exact_duplicates(rows).items():
@@ -174,7 +177,7 @@ def clean_collection(
             )
     taken = np.array([rows[i]["id"] in verdicts for i in range(len(rows))], bool)
     pairs = pairs[~taken[pairs[:, 0]] & ~taken[pairs[:, 1]]] if len(pairs) else pairs
-    found = confirm(rows, features, layouts, pairs, params, thumbnail)
+    found = confirm(rows, features, layouts, pairs, params, thumbnail, workers)
     verdicts.update(group_verdicts(rows, features, found, params.keep_near_duplicates))
     return verdicts
 

@@ -37,8 +37,10 @@ colours) are held to a stricter standard there, and confirmed on their thumbnail
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,20 +148,62 @@ def compare(
     grey_floor: float = 6.0,
     chroma_tolerance: float = 12.0,
     structure_floor: float = 2.0,
+    workers: int = 1,
 ) -> PairMeasures:
     """Measures of every pair (a[i], b[i]) of row indices, computed in batches.
 
     The matrix products are small: a BLAS that splits them over threads spends more time
     waking them than computing (4x slower on two cores once scikit-learn or hnswlib has
     started its pool), so BLAS runs on one thread here (threadpoolctl ships with
-    scikit-learn).
+    scikit-learn), and the batches are shared out over ``workers`` forked processes
+    instead where there are many (on posters that share themes, hundreds of thousands of
+    candidate pairs: most of the clean stage's time). Each batch's measures do not depend
+    on the others, so the result is the same for any number of workers.
     """
     from threadpoolctl import threadpool_limits
 
+    options = (mirror, grey_tolerance, grey_floor, chroma_tolerance, structure_floor)
     with threadpool_limits(1):
-        return _compare(
-            layouts, a, b, mirror, grey_tolerance, grey_floor, chroma_tolerance, structure_floor
-        )
+        if workers > 1 and len(a) >= PARALLEL_PAIRS and _can_fork():
+            return _compare_forked(layouts, a, b, options, workers)
+        return _compare(layouts, a, b, *options)
+
+
+#: candidate pairs from which comparing them in several processes pays for starting them
+PARALLEL_PAIRS = 8 * 1024
+#: what forked comparison workers read (set before the fork, so nothing is pickled)
+_FORKED: list[Any] = []
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _compare_forked(
+    layouts: Layouts, a: np.ndarray, b: np.ndarray, options: tuple, workers: int
+) -> PairMeasures:
+    from postermap.runner import die_with_parent
+
+    _FORKED[:] = [layouts, a, b, options]
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, initializer=die_with_parent) as pool:
+            parts = pool.map(_forked_batch, range(0, len(a), BATCH), chunksize=4)
+    finally:
+        _FORKED.clear()
+    return _joined(parts)
+
+
+def _forked_batch(start: int) -> PairMeasures:
+    layouts, a, b, options = _FORKED
+    return _compare_batch(layouts, a[start : start + BATCH], b[start : start + BATCH], *options)
+
+
+def _joined(parts: list[PairMeasures]) -> PairMeasures:
+    if not parts:
+        empty = np.zeros(0, np.float32)
+        return PairMeasures(**{name: empty for name in PairMeasures.__dataclass_fields__})
+    return PairMeasures(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
 
 
 def _compare(
@@ -185,10 +229,7 @@ def _compare(
         )
         for s in range(0, len(a), BATCH)
     ]
-    if not parts:
-        empty = np.zeros(0, np.float32)
-        return PairMeasures(**{name: empty for name in PairMeasures.__dataclass_fields__})
-    return PairMeasures(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
+    return _joined(parts)
 
 
 def _compare_batch(

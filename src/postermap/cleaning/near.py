@@ -70,10 +70,12 @@ def confirm(
     pairs: np.ndarray,
     params,
     thumbnail: ThumbnailReader | None = None,
+    workers: int = 1,
 ) -> Confirmed:
     """The candidate ``pairs`` confirmed as near duplicates.
 
-    ``params`` is a :class:`postermap.cleaning.CleanParams`.
+    ``params`` is a :class:`postermap.cleaning.CleanParams`; ``workers`` processes may
+    share the layout comparison.
     """
     if len(pairs) == 0:
         empty = np.zeros(0, np.float32)
@@ -89,6 +91,7 @@ def confirm(
         grey_tolerance=params.grey_tolerance,
         grey_floor=params.grey_floor,
         chroma_tolerance=params.chroma_tolerance,
+        workers=workers,
     )
     accepted, graphic = layout_accepts(measures, params)
     if thumbnail is not None:

@@ -48,7 +48,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
             log.warning("clean: thumbnail of %s unreadable (%s)", content_hash, err)
             return None
 
-    verdicts = clean_collection(rows, features, params, thumbnail)
+    verdicts = clean_collection(rows, features, params, thumbnail, settings.workers)
     verdicts = apply_overrides(rows, verdicts, read_overrides(ws.overrides_path))
     table = verdict_table(rows, verdicts)
     ws.write_table("clean", table)
