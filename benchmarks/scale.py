@@ -175,6 +175,8 @@ def top_lines(profile: Path, count: int = 12) -> list[str]:
     for (file, line, function), (_, calls, own, cumulative, _) in rows:
         if "site-packages/" not in file and "/src/" not in file or function == "<module>":
             continue  # the interpreter's own frames (runpy, futures, locks) say little
+        if file.endswith(("click/core.py", "postermap/cli.py", "postermap/pipeline.py")):
+            continue  # the command line's frames around every stage
         short = file.split("site-packages/")[-1].split("/src/")[-1]
         lines.append(f"{cumulative:8.1f} {own:8.1f} {calls:>9} {short}:{line}({function})")
         if len(lines) == count:
