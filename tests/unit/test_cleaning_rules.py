@@ -159,8 +159,10 @@ def test_copies_are_near_duplicates_mirrored_cropped_letterboxed_or_retitled():
             assert verdicts[name].reason.endswith("mirrored")
 
 
-def test_features_read_on_demand_give_the_same_verdicts_as_an_array():
-    from postermap.cleaning import unit_features, unit_rows
+@pytest.mark.parametrize("eager_bytes", [0, 1 << 30])
+def test_features_read_on_demand_give_the_same_verdicts_as_an_array(eager_bytes):
+    from postermap.cleaning import unit_features
+    from postermap.cleaning.records import UnitRows
 
     original = poster(4, "COLD EMBER")
     rows = [
@@ -175,7 +177,7 @@ def test_features_read_on_demand_give_the_same_verdicts_as_an_array():
     stored = [r["content_hash"] for r in rows[:4]][::-1]
     vectors = np.ones((4, 64), np.float32) * 3 + rng.normal(0, 0.03, (4, 64)).astype(np.float32)
     ids = np.array(stored)
-    lazy = unit_rows(rows, ids, vectors)
+    lazy = UnitRows(vectors, np.array([3, 2, 1, 0, -1]), eager_bytes)
     eager = unit_features(rows, ids, vectors)
     assert lazy.shape == eager.shape == (5, 64)
     np.testing.assert_array_equal(lazy[np.array([3, 0, 4])], eager[[3, 0, 4]])

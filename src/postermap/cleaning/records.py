@@ -84,13 +84,19 @@ LOSSLESS_FORMATS = frozenset({"png", "bmp", "tif", "tiff", "ppm", "pgm", "pbm", 
 LOSSY_FORMATS = frozenset({"jpg", "jpeg", "jfif", "jpe", "avif", "heic", "heif"})
 
 
+#: up to this size the unit features are held in memory after all (gathers from the
+#: memory map cost ~30 s more at 169k posters, whose 4.9M candidate pairs are read twice)
+EAGER_BYTES = 1 << 30
+
+
 class UnitRows:
     """L2-normalised features aligned with the clean rows, read from the memory-mapped
     embeddings when indexed (zeros where a row has none).
 
     Clean only ever needs some rows at a time (a PCA sample, chunks to project, the two
     sides of candidate pairs), so it never holds the N x 1280 float32 copy it used to
-    make: 5.1 GB at a million images. Every row's norm is computed once, so a gather is
+    make: 5.1 GB at a million images (up to ``eager_bytes`` it does hold them, which is
+    faster for the pair cosines). Every row's norm is computed once, so a gather is
     a read and a division (the same float operations as normalising the rows, so the
     same values). Indexing (an int, a slice, an index or boolean array) returns a fresh
     array, like a NumPy fancy index.
@@ -98,7 +104,9 @@ class UnitRows:
 
     dtype = np.dtype(np.float32)
 
-    def __init__(self, vectors: np.ndarray, source: np.ndarray) -> None:
+    def __init__(
+        self, vectors: np.ndarray, source: np.ndarray, eager_bytes: int = EAGER_BYTES
+    ) -> None:
         self.vectors = vectors
         #: row i's position in ``vectors``, -1 where it has no features
         self.source = np.asarray(source, np.int64)
@@ -106,6 +114,9 @@ class UnitRows:
         self._norms = np.ones(len(vectors), np.float32)
         for start, part in row_chunks(vectors, unit=False):
             self._norms[start : start + len(part)] = np.linalg.norm(part, axis=1)
+        self._eager = None
+        if len(self.source) * self.shape[1] * 4 <= eager_bytes:
+            self._eager = self._gather(np.arange(len(self.source)))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -118,6 +129,11 @@ class UnitRows:
         index = np.asarray(key)
         if index.dtype == bool:
             index = np.flatnonzero(index)
+        if self._eager is not None:
+            return self._eager[index]
+        return self._gather(index)
+
+    def _gather(self, index: np.ndarray) -> np.ndarray:
         source = self.source[index]
         out = np.zeros((len(index), self.shape[1]), np.float32)
         have = np.flatnonzero(source >= 0)
