@@ -54,7 +54,7 @@ from postermap.cleaning import (
     verdict_table,
 )
 from postermap.clustering.names import clusters_csv
-from postermap.clustering.summary import summarise_clusters
+from postermap.clustering.summary import cluster_table, summarise_clusters
 from postermap.config import Settings
 from postermap.curation import read_curation
 from postermap.embedders import extras_of, get_embedder
@@ -431,17 +431,7 @@ def _cluster_new(
     infos = summarise_clusters(
         ws, layout_ids, ordered, embeddings, rows, settings.seed, model, curation.names
     )
-    names = {info.id: info.name for info in infos}
-    out.write_table(
-        "cluster",
-        pa.table(
-            {
-                "id": pa.array(layout_ids, pa.string()),
-                "cluster": pa.array(ordered, pa.int32()),
-                "cluster_name": pa.array([names.get(int(k)) for k in ordered], pa.string()),
-            }
-        ).cast(table.schema),
-    )
+    out.write_table("cluster", cluster_table(layout_ids, ordered, infos).cast(table.schema))
     out.write_clusters([asdict(i) for i in infos], clusters_csv(layout_ids, ordered, infos))
     joined = int(sum(1 for k in labels if k >= 0))
     return {"new": len(new), "joined_a_cluster": joined, "noise": len(new) - joined}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from postermap.clustering.names import name_clusters
 from postermap.clustering.score import ClusterInfo, describe_clusters
@@ -34,3 +35,15 @@ def summarise_clusters(
     infos = describe_clusters(labels, embeddings, colour, seed=seed, rows=rows)
     name_clusters(infos, labels, embeddings, rows, titles, model, curated)
     return infos
+
+
+def cluster_table(ids: list[str], labels: np.ndarray, infos: list[ClusterInfo]) -> pa.Table:
+    """The cluster stage's table: each image's cluster label and its cluster's name."""
+    names = {info.id: info.name for info in infos}
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "cluster": pa.array(labels, pa.int32()),
+            "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string()),
+        }
+    )

@@ -18,7 +18,6 @@ import logging
 from dataclasses import asdict
 
 import numpy as np
-import pyarrow as pa
 
 from postermap.clustering import (
     EMBEDDING_DIMS,
@@ -28,7 +27,7 @@ from postermap.clustering import (
     find_clusters,
     whiten,
 )
-from postermap.clustering.summary import summarise_clusters
+from postermap.clustering.summary import cluster_table, summarise_clusters
 from postermap.config import StageSettings
 from postermap.curation import apply_curation, curation_fingerprint, read_curation, write_template
 from postermap.stage import Stage, StageOutcome
@@ -72,17 +71,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     infos = summarise_clusters(
         ws, id_list, labels, embeddings, rows, settings.seed, model, curation.names
     )
-    names = {info.id: info.name for info in infos}
-    ws.write_table(
-        "cluster",
-        pa.table(
-            {
-                "id": pa.array(id_list, pa.string()),
-                "cluster": pa.array(labels, pa.int32()),
-                "cluster_name": pa.array([names.get(int(k)) for k in labels], pa.string()),
-            }
-        ),
-    )
+    ws.write_table("cluster", cluster_table(id_list, labels, infos))
     ws.write_clusters([asdict(i) for i in infos], clusters_csv(id_list, labels, infos))
     if write_template(ws.curation_path, infos):
         log.info("cluster: wrote %s; edit it to rename, drop or merge clusters", ws.curation_path)
