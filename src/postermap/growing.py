@@ -112,8 +112,7 @@ def grow_map(
     }
     for name, compute in steps.items():
         reports[name] = _step(ws, name, compute)
-    grid = reports["grid"]
-    growth = grid.get("new", 0) / max(1, grid.get("on_map_before", 0))
+    growth = grown_by(reports)
     if growth > REBUILD_HINT_GROWTH:
         log.warning(
             "add: the map grew by %.0f%%; the new images sit where the grid had room, "
@@ -123,6 +122,13 @@ def grow_map(
             ws.marker_path("reduce"),
         )
     return reports
+
+
+def grown_by(reports: dict[str, dict[str, Any]]) -> float:
+    """New images placed on the map per image it held before (from :func:`grow_map`'s
+    reports)."""
+    grid = reports["grid"]
+    return grid.get("new", 0) / max(1, grid.get("on_map_before", 0))
 
 
 def clear_pending(ws: Workspace) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from postermap.catalog import write_catalog
 from postermap.config import Settings, stage_settings
 from postermap.errors import SettingsError, StageOrderError
-from postermap.growing import MOVE_PENALTY, clear_pending, grow_map
+from postermap.growing import MOVE_PENALTY, clear_pending, grow_map, grown_by
 from postermap.progress import print_summary
 from postermap.stage import Stage
 from postermap.stages import clean, cluster, embed, grid, ingest, neighbours, reduce, tiles
@@ -217,7 +217,7 @@ def grow(ws: Workspace, settings: Settings, move_penalty: float = MOVE_PENALTY) 
         "placed": reports["layout"].get("new", 0),
         "moved": reports["grid"].get("moved", 0),
         "moved_share": reports["grid"].get("moved_share", 0.0),
-        "grown_by": reports["grid"].get("new", 0) / max(1, reports["grid"].get("on_map_before", 0)),
+        "grown_by": grown_by(reports),
         "steps": reports,
         "tiles_seconds": tiles.get("seconds"),
         "seconds": round(time.perf_counter() - started, 3),

@@ -52,6 +52,10 @@ class Confirmed(NamedTuple):
     mirrored: np.ndarray
 
 
+#: pairs whose two sides are gathered at once (two chunks of features, 42 MB at 1,280-d)
+PAIR_CHUNK = 8192
+
+
 def candidate_pairs(rows: list[dict], features: np.ndarray, live: list[int], k: int) -> np.ndarray:
     """(m, 2) row indices (i < j) of pairs worth comparing: embedding neighbours and
     perceptual-hash buckets."""
@@ -113,7 +117,7 @@ def pair_cosines(features: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
     """Cosine of each pair of (unit) feature rows, in chunks: gathering both sides of a
     million pairs at once would copy gigabytes."""
     out = np.empty(len(a), np.float32)
-    step = 8192
+    step = PAIR_CHUNK
     for start in range(0, len(a), step):
         ia, ib = a[start : start + step], b[start : start + step]
         out[start : start + step] = np.einsum("ij,ij->i", features[ia], features[ib])
@@ -252,7 +256,7 @@ def group_verdicts(
         if judged is None or judged(i)
     ]
     # both sides gathered in chunks (the features may be read from disk on demand)
-    step = 8192
+    step = PAIR_CHUNK
     for start in range(0, len(judged_pairs), step):
         chunk = np.array(judged_pairs[start : start + step], np.int64)
         left, right = features[chunk[:, 0]], features[chunk[:, 1]]

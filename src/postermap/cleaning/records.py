@@ -111,12 +111,18 @@ class UnitRows:
         #: row i's position in ``vectors``, -1 where it has no features
         self.source = np.asarray(source, np.int64)
         self.shape = (len(self.source), vectors.shape[1])
-        self._norms = np.ones(len(vectors), np.float32)
-        for start, part in row_chunks(vectors, unit=False):
-            self._norms[start : start + len(part)] = np.linalg.norm(part, axis=1)
-        self._eager = None
+        self._eager: np.ndarray | None = None
+        self._norms: np.ndarray | None = None
         if len(self.source) * self.shape[1] * 4 <= eager_bytes:
-            self._eager = self._gather(np.arange(len(self.source)))
+            # one pass over the rows that have features, as the stage always read them
+            self._eager = np.zeros(self.shape, np.float32)
+            have = np.flatnonzero(self.source >= 0)
+            for start, unit in row_chunks(vectors, self.source[have]):
+                self._eager[have[start : start + len(unit)]] = unit
+        else:
+            self._norms = np.ones(len(vectors), np.float32)
+            for start, part in row_chunks(vectors, unit=False):
+                self._norms[start : start + len(part)] = np.linalg.norm(part, axis=1)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -134,6 +140,7 @@ class UnitRows:
         return self._gather(index)
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
+        assert self._norms is not None
         source = self.source[index]
         out = np.zeros((len(index), self.shape[1]), np.float32)
         have = np.flatnonzero(source >= 0)
