@@ -153,7 +153,7 @@ def confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
     Everything else is unique and cannot mark a false duplicate. A file that no longer
     decodes in full keeps its provisional hash (and a warning).
     """
-    from postermap.cleaning import phash_candidates, phash_distance
+    from postermap.cleaning import phash_candidates
 
     live = [r for r in records if r["status"] == "ok" and r["pixel_hash"]]
     todo: dict[int, dict] = {}
@@ -171,14 +171,12 @@ def confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
         provisional = [r for r in group if r["pixel_hash"].startswith(PROVISIONAL)]
         if not provisional or len(provisional) == len(group):
             continue
-        for a, b in phash_candidates([r["phash"] for r in group]):
+        for a, b in phash_candidates([r["phash"] for r in group], NEAR_PHASH_BITS):
             first, second = group[a], group[b]
             if first["content_hash"] == second["content_hash"]:
                 continue
             kinds = [m["pixel_hash"].startswith(PROVISIONAL) for m in (first, second)]
             if kinds[0] == kinds[1]:  # two provisional twins already share their hash
-                continue
-            if phash_distance(first["phash"], second["phash"]) > NEAR_PHASH_BITS:
                 continue
             member = first if kinds[0] else second
             todo[id(member)] = member

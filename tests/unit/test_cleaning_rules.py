@@ -337,3 +337,46 @@ def test_layout_comparison_in_two_processes_measures_the_same():
     for name in vars(one):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name), err_msg=name)
     assert len(one.area) == len(a) and one.area.max() > one.area.min()
+
+
+def test_hash_buckets_pair_only_hashes_within_the_bit_budget():
+    from postermap.cleaning import phash_candidates
+
+    base = 0x0123456789ABCDEF
+    hashes = [
+        f"{base:016x}",
+        f"{base ^ 0b111:016x}",  # 3 bits away: shares every quarter but the last
+        f"{base ^ (0xFFFF << 16) ^ (0xFF << 32):016x}",  # shares quarters 0 and 3, 24 bits
+        None,  # no hash (an unreadable image)
+    ]
+    assert phash_candidates(hashes) == {(0, 1), (0, 2), (1, 2)}
+    assert phash_candidates(hashes, max_bits=16) == {(0, 1)}
+    assert phash_candidates(hashes, max_bits=64, involving={2}) == {(0, 2), (1, 2)}
+
+
+def test_layout_helpers_match_their_plain_definitions():
+    """The region sums, 2x2 pooling, box blur and warp are written for speed; each must
+    equal the obvious loop-free definition."""
+    from postermap.cleaning import layout
+
+    rng = np.random.default_rng(1)
+    x = rng.random((5, 32, 32), dtype=np.float32) * 255
+    plain_regions = x.reshape(5, 8, 4, 8, 4).sum(axis=(2, 4)).reshape(5, -1)
+    np.testing.assert_allclose(layout._regions(x, 32), plain_regions, rtol=1e-5)
+    np.testing.assert_allclose(
+        layout._pool(x), x.reshape(5, 16, 2, 16, 2).mean(axis=(2, 4)), rtol=1e-6
+    )
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1)], mode="edge")
+    box = sum(padded[:, dy : dy + 32, dx : dx + 32] for dy in range(3) for dx in range(3)) / 9
+    np.testing.assert_allclose(layout._blur(x), box, rtol=1e-5)
+    # identity copies; a shift by one pixel moves every column by one (edges repeated)
+    one, zero = np.ones(5, np.float32), np.zeros(5, np.float32)
+    same, valid = layout._warp(x, one, zero, one, zero)
+    np.testing.assert_allclose(same, x, atol=1e-3)
+    assert valid.all()
+    shifted, valid = layout._warp(x, one, zero + 1 / 32, one, zero)
+    np.testing.assert_allclose(shifted[:, :, :-1], x[:, :, 1:], atol=1e-3)
+    assert not valid[:, :, -1].any() and valid[:, :, :-1].all()
+    colour = rng.random((5, 16, 16, 2), dtype=np.float32)
+    warped, _ = layout._warp(colour, one, zero, one, zero + 1 / 16)
+    np.testing.assert_allclose(warped[:, :-1], colour[:, 1:], atol=1e-5)

@@ -45,7 +45,6 @@ from postermap.cleaning.near import (
     embedding_candidates,
     group_verdicts,
     phash_candidates,
-    phash_distance,
     star_groups,
 )
 from postermap.cleaning.records import (
@@ -81,7 +80,6 @@ __all__ = [
     "mark_failed",
     "near_duplicate_groups",
     "phash_candidates",
-    "phash_distance",
     "unit_features",
     "unit_rows",
     "verdict_counts",
@@ -131,6 +129,10 @@ class CleanParams:
     #: its canvas is another glyph
     graphic_placement: tuple[float, float] = (0.03, 0.02)
     neighbours: int = 10
+    #: perceptual hashes that share a quarter are compared only within this many bits (of
+    #: 64); the near duplicates only the hashes found differ by at most 10 on every
+    #: labelled set, and this keeps a flood of chance pairs out (see ``phash_candidates``)
+    phash_bits: int = 16
     # -- templates
     template_min_size: int = 3
     template_max_colours: float = 60.0
@@ -167,7 +169,7 @@ def clean_collection(
     if features is None or len(live) < 2:
         return verdicts
     layouts = Layouts.from_rows(rows)
-    pairs = candidate_pairs(rows, features, live, params.neighbours)
+    pairs = candidate_pairs(rows, features, live, params.neighbours, params.phash_bits)
     for members in template_groups(rows, layouts, live, pairs, params):
         for i in members:
             verdicts[rows[i]["id"]] = Verdict(
@@ -192,5 +194,5 @@ def near_duplicate_groups(
     """Near-duplicate groups (row indices, representative first) among ``live`` rows,
     without the template pass (for benchmarks and tests)."""
     layouts = Layouts.from_rows(rows)
-    pairs = candidate_pairs(rows, features, live, params.neighbours)
+    pairs = candidate_pairs(rows, features, live, params.neighbours, params.phash_bits)
     return star_groups(rows, confirm(rows, features, layouts, pairs, params, thumbnail).pairs)

@@ -13,14 +13,13 @@ which is the same image unless the added copy has more pixels).
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
 
 from postermap.cleaning.boring import boring_verdicts
 from postermap.cleaning.layout import Layouts
-from postermap.cleaning.near import confirm, group_verdicts
+from postermap.cleaning.near import confirm, group_verdicts, phash_candidates
 from postermap.cleaning.records import Verdict, find_exact_duplicates, keep_order
 from postermap.cleaning.templates import template_groups
 
@@ -70,7 +69,9 @@ def clean_additions(
         return verdicts
     live_array = np.asarray(live, np.int64)
     unit = features_of(live_array)
-    pairs = _candidates(rows, live_array, unit, on_map, cards, map_neighbours, params.neighbours)
+    pairs = _candidates(
+        rows, live_array, unit, on_map, cards, map_neighbours, params.neighbours, params.phash_bits
+    )
     if len(pairs) == 0:
         return verdicts
     # everything below works on the rows the pairs touch, renumbered
@@ -126,6 +127,7 @@ def _candidates(
     cards: list[int],
     map_neighbours: MapNeighbours,
     k: int,
+    phash_bits: int,
 ) -> np.ndarray:
     """(m, 2) row indices (i < j) of candidate pairs with at least one new image: new
     with new by CNN neighbours, new with the map's nearest, and perceptual-hash buckets
@@ -138,22 +140,12 @@ def _candidates(
         for j in row[:k].tolist():
             if j >= 0 and j != i:
                 pairs.add((min(i, j), max(i, j)))
-    new = set(live.tolist())
-    members = sorted(set(on_map) | set(cards) | new)
-    for quarter in range(4):
-        buckets: dict[str, list[int]] = defaultdict(list)
-        for i in members:
-            h = rows[i].get("phash")
-            if h:
-                buckets[h[quarter * 4 : (quarter + 1) * 4]].append(i)
-        for bucket in buckets.values():
-            if len(bucket) > 64 or not new.intersection(bucket):
-                continue
-            for x in bucket:
-                if x in new:
-                    for y in bucket:
-                        if y != x:
-                            pairs.add((min(x, y), max(x, y)))
+    added = set(live.tolist())
+    members = sorted(set(on_map) | set(cards) | added)
+    new = {at for at, i in enumerate(members) if i in added}
+    hashes = [rows[i].get("phash") for i in members]
+    for a, b in phash_candidates(hashes, phash_bits, involving=new):
+        pairs.add((members[a], members[b]))
     return np.array(sorted(pairs), np.int64).reshape(-1, 2)
 
 

@@ -297,10 +297,7 @@ def _compare_batch(
     moved = (_prior(sx, ox) + _prior(sy, oy)) > 1e-3 * MAP_PRIOR
     again = np.flatnonzero(moved & (measured["area"] < 1.0))
     if len(again):
-        one, zero = np.ones(len(again), np.float32), np.zeros(len(again), np.float32)
-        identity = _measure(
-            ga[again], gb[again], ca[again], cb[again], (one, zero, one, zero), *tolerances
-        )
+        identity = _measure(ga[again], gb[again], ca[again], cb[again], None, *tolerances)
         better = (
             identity["area"] + identity["detail"]
             > measured["area"][again] + measured["detail"][again]
@@ -330,22 +327,28 @@ def _measure(
     gb: np.ndarray,
     ca: np.ndarray,
     cb: np.ndarray,
-    maps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    maps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     grey_tolerance: float,
     grey_floor: float,
     chroma_tolerance: float,
     structure_floor: float,
 ) -> dict[str, np.ndarray]:
     """The grade and region measures of pairs (A, B already mirrored where it matched so)
-    with B warped into A's frame by ``maps`` (scale_x, offset_x, scale_y, offset_y)."""
-    sx, ox, sy, oy = maps
-    gbw, valid = _warp(gb, sx, ox, sy, oy)
-    cbw, cvalid = _warp(cb, sx, ox, sy, oy)
-    valid &= _interior(N)
-    cvalid &= _interior(C)
+    with B warped into A's frame by ``maps`` (scale_x, offset_x, scale_y, offset_y; None:
+    identity, where the warp would only copy B)."""
+    if maps is None:
+        gbw, cbw = gb, cb
+        valid = np.broadcast_to(_interior(N), gb.shape)
+        cvalid = np.broadcast_to(_interior(C), cb.shape[:3])
+    else:
+        gbw, valid = _warp(gb, *maps)
+        cbw, cvalid = _warp(cb, *maps)
+        valid &= _interior(N)
+        cvalid &= _interior(C)
     # not blurred: a blur forgives misalignment but makes two textures of one grain alike
     # grey grade, robust, fitted on 2x2-pooled pictures (a global map needs no detail)
-    gain, offset = _fit_grey(_pool(ga), _pool(gbw), _pool(valid.astype(np.float32)) > 0.99)
+    lum = _pool(ga)
+    gain, offset = _fit_grey(lum, _pool(gbw), _pool(valid.astype(np.float32)) > 0.99)
     residual = np.where(valid, gbw - (offset[:, None, None] + gain[:, None, None] * ga), 0)
     raw = np.where(valid, gbw - ga, 0)
     count = _regions(valid.astype(np.float32), N)
@@ -356,7 +359,6 @@ def _measure(
     )
     # chroma grade, robust: B ~ s * A + shift * L(A) + cast
     ca_s, cb_s = _blur(ca), _blur(cbw)
-    lum = _pool(ga)
     coef = _fit_chroma(ca_s, lum, cb_s, cvalid)
     predicted = (
         coef[:, 0, None, None, None] * ca_s
@@ -603,28 +605,33 @@ def _warp(
     image: np.ndarray, sx: np.ndarray, ox: np.ndarray, sy: np.ndarray, oy: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """B (P, n, n[, c]) resampled into A's frame by the per-pair axis maps; the mask of
-    A's pixels that land inside B."""
-    p, n = image.shape[:2]
+    A's pixels that land inside B. Bilinear, as two interpolation matrices per pair
+    (``Wy @ B @ Wx.T``): batched products are faster than gathering every pixel."""
+    n = image.shape[1]
     ypos, xpos = _positions(sy, oy, n), _positions(sx, ox, n)  # (P, n)
-    rows = np.arange(p)[:, None]
-
-    def split(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        c = np.clip(pos, 0, n - 1)
-        lo = np.floor(c).astype(np.int64)
-        return lo, np.minimum(lo + 1, n - 1), (c - lo).astype(np.float32)
-
-    y0, y1, fy = split(ypos)
-    x0, x1, fx = split(xpos)
-    extra = (None,) * (image.ndim - 3)  # a trailing channel axis, if any
-    fy = fy[(...,) + (None,) * (image.ndim - 2)]
-    by_rows = image[rows, y0] * (1 - fy) + image[rows, y1] * fy  # (P, n, n[, c])
-    cols = np.arange(p)[:, None, None]
-    r = np.arange(n)[None, :, None]
-    fx = fx[:, None, :][(...,) + extra]
-    out = by_rows[cols, r, x0[:, None, :]] * (1 - fx) + by_rows[cols, r, x1[:, None, :]] * fx
+    wy, wx_t = _interpolation(ypos, n), np.swapaxes(_interpolation(xpos, n), 1, 2)
+    if image.ndim == 4:  # a trailing channel axis
+        planes = np.moveaxis(image, -1, 1)
+        out = np.moveaxis(wy[:, None] @ planes @ wx_t[:, None], 1, -1)
+    else:
+        out = wy @ image @ wx_t
     inside = lambda q: (q >= -0.5) & (q <= n - 0.5)  # noqa: E731
     valid = inside(ypos)[:, :, None] & inside(xpos)[:, None, :]
     return out, valid
+
+
+def _interpolation(pos: np.ndarray, n: int) -> np.ndarray:
+    """(P, n, n) linear-interpolation matrices: row i samples a profile of ``n`` pixels at
+    ``pos[:, i]`` (edges repeated)."""
+    p = len(pos)
+    clipped = np.clip(pos, 0, n - 1)
+    lo = np.floor(clipped).astype(np.int64)
+    frac = (clipped - lo).astype(np.float32)
+    matrices = np.zeros((p, n, n), np.float32)
+    rows, at = np.arange(p)[:, None], np.arange(n)[None, :]
+    matrices[rows, at, lo] = 1 - frac
+    matrices[rows, at, np.minimum(lo + 1, n - 1)] += frac
+    return matrices
 
 
 def _interior(n: int) -> np.ndarray:
@@ -638,18 +645,19 @@ def _interior(n: int) -> np.ndarray:
 
 
 def _blur(a: np.ndarray) -> np.ndarray:
-    """3x3 box blur over axes 1 and 2 (edges repeated): forgives sub-pixel misalignment."""
+    """3x3 box blur over axes 1 and 2 (edges repeated): forgives sub-pixel misalignment.
+    Separable: three rows, then three columns of those sums."""
     pad = [(0, 0), (1, 1), (1, 1)] + [(0, 0)] * (a.ndim - 3)
     p = np.pad(a, pad, mode="edge")
     n, m = a.shape[1], a.shape[2]
-    total = sum(p[:, dy : dy + n, dx : dx + m] for dy in range(3) for dx in range(3))
-    return total / 9
+    across = p[:, :, :m] + p[:, :, 1 : m + 1] + p[:, :, 2 : m + 2]
+    return (across[:, :n] + across[:, 1 : n + 1] + across[:, 2 : n + 2]) / 9
 
 
 def _pool(x: np.ndarray) -> np.ndarray:
-    """2x2 means over axes 1 and 2 of (P, n, n)."""
-    p, n = x.shape[:2]
-    return x.reshape(p, n // 2, 2, n // 2, 2).mean(axis=(2, 4))
+    """2x2 means over axes 1 and 2 of (P, n, n) (strided sums: several times faster than
+    a mean over reshaped axes)."""
+    return (x[:, ::2, ::2] + x[:, 1::2, ::2] + x[:, ::2, 1::2] + x[:, 1::2, 1::2]) * 0.25
 
 
 def _masked_var(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -671,7 +679,12 @@ def _tukey(residual: np.ndarray, weight: np.ndarray, floor: float) -> np.ndarray
     median = np.take_along_axis(ordered, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
     sigma = 1.4826 * np.where(count > 0, median, 0)
     cut = np.maximum(4.685 * sigma, floor)[:, None]
-    return np.where(valid, np.clip(1 - (residual / cut) ** 2, 0, None) ** 2, 0).astype(np.float32)
+    weight = residual / cut
+    weight *= weight
+    np.subtract(1, weight, out=weight)
+    np.maximum(weight, 0, out=weight)
+    weight *= weight
+    return np.where(valid, weight, 0).astype(np.float32, copy=False)
 
 
 def _fit_grey(
@@ -712,25 +725,41 @@ def _fit_chroma(
     # a picture with almost no colour says nothing about the saturation of its copy's:
     # pull it towards 1 as if A had a little chroma (~6 levels) everywhere
     pull = 36.0 * v.sum(1).astype(np.float32)
+    # the products the normal equations sum do not change between rounds, only the
+    # weights: one (P, k, pixels) stack, and each round's sums are one batched product
+    products = np.stack(
+        [
+            np.ones_like(lum),
+            lum,
+            lum * lum,
+            a0 * a0 + a1 * a1,
+            a0 * lum,
+            a1 * lum,
+            a0,
+            a1,
+            a0 * b0 + a1 * b1,
+            lum * b0,
+            lum * b1,
+            b0,
+            b1,
+        ],
+        axis=1,
+    )
     for _ in range(rounds + 1):
-
-        def total(x: np.ndarray) -> np.ndarray:
-            return (w * x).sum(1)  # noqa: B023 -- the weights of this round
-
-        sw, sl, sll = total(1), total(lum), total(lum * lum)
+        sums = np.matmul(products, w[:, :, None])[..., 0]
+        sw, sl, sll, saa, sa0l, sa1l, sa0, sa1, sab, slb0, slb1, sb0, sb1 = sums.T
         m = np.zeros((p, 5, 5), np.float32)
-        m[:, 0, 0] = total(a0 * a0 + a1 * a1)
-        m[:, 0, 1] = m[:, 1, 0] = total(a0 * lum)
-        m[:, 0, 2] = m[:, 2, 0] = total(a1 * lum)
-        m[:, 0, 3] = m[:, 3, 0] = total(a0)
-        m[:, 0, 4] = m[:, 4, 0] = total(a1)
+        m[:, 0, 0] = saa
+        m[:, 0, 1] = m[:, 1, 0] = sa0l
+        m[:, 0, 2] = m[:, 2, 0] = sa1l
+        m[:, 0, 3] = m[:, 3, 0] = sa0
+        m[:, 0, 4] = m[:, 4, 0] = sa1
         m[:, 1, 1] = m[:, 2, 2] = sll
         m[:, 1, 3] = m[:, 3, 1] = m[:, 2, 4] = m[:, 4, 2] = sl
         m[:, 3, 3] = m[:, 4, 4] = sw
         m[:, range(5), range(5)] += ridge
         m[:, 0, 0] += pull
-        rhs = [total(a0 * b0 + a1 * b1) + pull, total(lum * b0), total(lum * b1)]
-        rhs = np.stack([*rhs, total(b0), total(b1)], -1)
+        rhs = np.stack([sab + pull, slb0, slb1, sb0, sb1], -1)
         coef = np.linalg.solve(m, rhs[..., None])[..., 0].astype(np.float32)
         r0 = b0 - (coef[:, :1] * a0 + coef[:, 1:2] * lum + coef[:, 3:4])
         r1 = b1 - (coef[:, :1] * a1 + coef[:, 2:3] * lum + coef[:, 4:5])
@@ -740,9 +769,17 @@ def _fit_chroma(
 
 
 def _regions(x: np.ndarray, n: int) -> np.ndarray:
-    """Sums over the GRID x GRID regions of (P, n, n): (P, GRID * GRID)."""
-    k = n // GRID
-    return x.reshape(len(x), GRID, k, GRID, k).sum(axis=(2, 4)).reshape(len(x), -1)
+    """Sums over the GRID x GRID regions of (P, n, n): (P, GRID * GRID). Two small
+    matrix products (``S @ x @ S.T`` with S summing each region's rows): ~10x faster
+    than summing over reshaped axes, which numpy does with strided loops."""
+    if n not in _REGION_SUMS:
+        rows_of_region = np.ones((1, n // GRID), np.float32)
+        _REGION_SUMS[n] = np.kron(np.eye(GRID, dtype=np.float32), rows_of_region)
+    s = _REGION_SUMS[n]
+    return (s @ x.astype(np.float32, copy=False) @ s.T).reshape(len(x), -1)
+
+
+_REGION_SUMS: dict[int, np.ndarray] = {}
 
 
 def _region_std(x: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
