@@ -713,7 +713,7 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int]:
     unit = np.clip(MARGIN_RELATIVE * spread, MARGIN_FLOOR, MARGIN_TOLERANCE)
     scaled = rgb / unit
     row_colour, row_uniform = _line_colours(scaled)
-    col_colour, col_uniform = _line_colours(scaled.transpose(1, 0, 2))
+    col_colour, col_uniform = _line_colours(np.ascontiguousarray(scaled.transpose(1, 0, 2)))
 
     def runs(colours: np.ndarray, uniform: np.ndarray) -> list[tuple[np.ndarray, int]]:
         """The margins at the start of ``colours``: (colour, lines) per run."""
@@ -757,10 +757,17 @@ def _line_colours(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``scaled`` (h, w, 3; channels in units of their tolerance): its colour
     (the mean of its pixels near the plain mean, a cheap stand-in for the median) and
     whether it is uniform."""
+
+    def within(diff: np.ndarray, limit: float) -> np.ndarray:
+        # every channel within the limit (three comparisons: ~3x faster than a max over
+        # the short last axis, which dominated the content box's time)
+        diff = np.abs(diff)
+        return (diff[..., 0] <= limit) & (diff[..., 1] <= limit) & (diff[..., 2] <= limit)
+
     mean = scaled.mean(axis=1, keepdims=True)
-    close = (np.abs(scaled - mean).max(axis=2, keepdims=True) <= 2).astype(np.float32)
-    centre = (scaled * close).sum(axis=1) / np.maximum(close.sum(axis=1), 1)
-    near = np.abs(scaled - centre[:, None, :]).max(axis=2) <= 1
+    close = within(scaled - mean, 2).astype(np.float32)
+    centre = np.einsum("hwc,hw->hc", scaled, close) / np.maximum(close.sum(axis=1), 1)[:, None]
+    near = within(scaled - centre[:, None, :], 1)
     return centre, near.mean(axis=1) >= MARGIN_SHARE
 
 

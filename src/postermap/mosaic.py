@@ -17,12 +17,15 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from postermap.errors import WorkspaceWriteError
+from postermap.images import DECODE_ERRORS
 from postermap.progress import track
 from postermap.runner import Runner
 from postermap.workspace import atomic_path, describe_write_error
@@ -50,8 +53,10 @@ def render_pyramid(
 
     rows = len(cells)
     bg = hex_to_rgb(background)
-    strips_dir = out_dir.parent / ".tmp-strips"
-    strips_dir.mkdir(parents=True, exist_ok=True)
+    # a new folder per render: libvips caches what it opened by file name, so a strip
+    # of an earlier render in this process at the same path could be served again
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    strips_dir = Path(tempfile.mkdtemp(prefix=".tmp-strips-", dir=out_dir.parent))
     failed: dict[tuple[int, int], str] = {}
     try:
         strips = [strips_dir / f"row-{row:05d}.v" for row in range(rows)]
@@ -260,10 +265,11 @@ def _draw_tile(
             if canvas is None:
                 canvas = (pyvips.Image.black(TILE_SIZE, TILE_SIZE, bands=3) + bg).cast("uchar")
             try:
-                image = _cell_image(pyvips, path, cw, ch, bg)
-            except pyvips.Error as err:
-                failed[(r, c)] = f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
+                pixels = cell_pixels_of(path, cw, ch, bg)
+            except DECODE_ERRORS as err:
+                failed[(r, c)] = not_drawn(err)
                 continue
+            image = pyvips.Image.new_from_memory(pixels.data, cw, ch, 3, "uchar")
             canvas = canvas.insert(image, c * cw - x0, r * ch - y0)
     return canvas, failed
 
@@ -335,23 +341,28 @@ def render_row(
     import pyvips
 
     width, height = cell
-    blank = (pyvips.Image.black(width, height, bands=3) + bg).cast("uchar")
-    tiles, failed = [], {}
+    strip = np.empty((height, width * len(thumbs), 3), np.uint8)
+    strip[:] = np.asarray(bg, np.uint8)
+    failed = {}
     for col, path in enumerate(thumbs):
         if path is None:
-            tiles.append(blank)
             continue
         try:
-            tiles.append(_cell_image(pyvips, path, width, height, bg))
-        except pyvips.Error as err:
-            failed[col] = f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
-            tiles.append(blank)
+            strip[:, col * width : (col + 1) * width] = cell_pixels_of(path, width, height, bg)
+        except DECODE_ERRORS as err:
+            failed[col] = not_drawn(err)
+    image = pyvips.Image.new_from_memory(strip.data, strip.shape[1], height, 3, "uchar")
     try:
-        pyvips.Image.arrayjoin(tiles, across=len(thumbs)).write_to_file(str(out))
+        image.write_to_file(str(out))
     except pyvips.Error as err:
         raise_if_full(out, err)
         raise
     return failed
+
+
+def not_drawn(err: BaseException) -> str:
+    """The render error of a cell whose thumbnail could not be read."""
+    return f"thumbnail not drawn: {' '.join(str(err).split())[:200]}"
 
 
 #: the most of its width or height an image may lose to fill its cell; an image whose
@@ -376,18 +387,31 @@ def content_share(width: int, height: int, cell_width: int, cell_height: int) ->
     return min(ratio, 1 / ratio)
 
 
-def _cell_image(pyvips: Any, path: str, width: int, height: int, bg: list[int]) -> Any:
-    # decode now (copy_memory), so a broken file fails here, inside its own cell's
-    # guard, rather than later when the whole row is written
-    header = pyvips.Image.new_from_file(path)
-    if fills_cell(header.width, header.height, width, height):
-        thumb = pyvips.Image.thumbnail(path, width, height=height, crop="centre")
-    else:
-        thumb = pyvips.Image.thumbnail(path, width, height=height)
-    if thumb.bands != 3:
-        thumb = thumb.colourspace("srgb")[:3]
-    fitted = thumb.gravity("centre", width, height, extend="background", background=bg)
-    return fitted.copy_memory()
+def cell_pixels_of(path: str, width: int, height: int, bg: list[int]) -> np.ndarray:
+    """The (height, width, 3) pixels of a cell showing the thumbnail at ``path``: cropped
+    to fill the cell when its shape is close (:func:`fills_cell`), else fitted inside it
+    on ``bg``; raises one of :data:`~postermap.images.DECODE_ERRORS` when the file cannot
+    be read.
+
+    Pillow rather than ``pyvips.Image.thumbnail``: on thumbnail-sized JPEGs libvips spends
+    ~2 ms per call setting up (0.85 ms here, same Lanczos filter, ~0.4 grey levels apart),
+    and a mosaic draws one per image.
+    """
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    w, h = image.size
+    if fills_cell(w, h, width, height):
+        scale = max(width / w, height / h)
+        left, top = (w - width / scale) / 2, (h - height / scale) / 2
+        box = (left, top, left + width / scale, top + height / scale)
+        return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS, box=box))
+    scale = min(width / w, height / h)
+    size = (max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale))))
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = np.asarray(bg, np.uint8)
+    x, y = (width - size[0]) // 2, (height - size[1]) // 2
+    out[y : y + size[1], x : x + size[0]] = image.resize(size, Image.Resampling.LANCZOS)
+    return out
 
 
 def raise_if_full(path: Path, err: Exception) -> None:
