@@ -237,6 +237,10 @@ def main() -> None:
             command.append("--keep-near-duplicates")
         if args.again:
             command.append("--force")
+            if stage == "tiles":
+                # the site a run left would let tiles draw only the cells that changed:
+                # time the whole render, as a first run does it
+                shutil.rmtree(Workspace(ws).site_dir, ignore_errors=True)
         profile = root / "profiles" / f"{stage}.prof" if args.profile else None
         if profile:
             profile.parent.mkdir(parents=True, exist_ok=True)

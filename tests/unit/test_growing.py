@@ -146,3 +146,7 @@ def test_a_partial_pyramid_update_matches_a_full_render(tmp_path):
         assert diff.mean() < 4, name
     untouched = part[Path("2/0/1.jpg")]
     assert untouched.stat().st_ino == old[Path("2/0/1.jpg")].stat().st_ino  # reused, linked
+    # most tiles changed: drawing them one by one would be slower than a whole render
+    everything = {(r, c) for r in range(6) for c in range(9)}
+    assert update_pyramid(after, *args, tmp_path / "most", tmp_path / "old", everything) is None
+    assert not (tmp_path / "most").exists()
