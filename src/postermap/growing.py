@@ -9,11 +9,12 @@ does not list yet:
    the embeddings (and extra poolings) in place;
 2. **clean** the new rows against the whole collection
    (:func:`postermap.cleaning.clean_additions`), ``overrides.toml`` last;
-3. **layout**: each new image on the map goes to the similarity-weighted mean position of
-   its nearest images on the map (the neighbour index, in the CNN feature space); the old
-   positions are untouched. openTSNE's ``transform`` would need the fitted affinity model
-   (hundreds of MB at 169k, not kept by ``reduce``), UMAP's its fitted reducer, so both
-   reducers get the same neighbour placement;
+3. **layout**: each new image on the map starts at the similarity-weighted mean position
+   of its nearest images on the map (the neighbour index, in the CNN feature space); on a
+   t-SNE map it then moves to where the t-SNE objective puts it against the fixed map
+   (:func:`postermap.layout.tsne_place`, openTSNE's ``transform`` recipe with affinities
+   from the same index); the old positions are untouched. UMAP maps keep the start:
+   UMAP's ``transform`` needs the fitted reducer, which ``reduce`` does not keep;
 4. **grid**: :func:`postermap.grid.insert.insert_points` (old cells move only where
    moving pays more than ``move_penalty`` per image moved; the grid grows at its right
    and bottom edges);
@@ -70,6 +71,7 @@ from postermap.errors import SettingsError
 from postermap.grid import rotate, rows_down
 from postermap.grid.insert import cell_units, insert_points
 from postermap.images import DECODE_ERRORS, THUMB_VERSION
+from postermap.layout import PARTIAL_NEIGHBOURS, tsne_place
 from postermap.overrides import apply_overrides, read_overrides
 from postermap.similarity import NEIGHBOURS
 from postermap.vectors import Projection
@@ -105,7 +107,7 @@ def grow_map(
     reports["embed"] = _timed(lambda: _embed_new(ws, settings))
     steps: dict[str, Callable[[Workspace], dict[str, Any]]] = {
         "clean": lambda out: _clean_new(ws, out, settings, index),
-        "layout": lambda out: _place_new(ws, out, index),
+        "layout": lambda out: _place_new(ws, out, index, settings),
         "grid": lambda out: _grid_new(ws, out, move_penalty),
         "cluster": lambda out: _cluster_new(ws, out, settings, index),
         "neighbours": lambda out: _neighbours_new(ws, out, index),
@@ -316,7 +318,9 @@ def _thumbnail_reader(ws: Workspace) -> Callable[[str], Any]:
 
 
 # -- 3. layout -------------------------------------------------------------------------
-def _place_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str, Any]:
+def _place_new(
+    ws: Workspace, out: Workspace, index: _MapIndex, settings: Settings
+) -> dict[str, Any]:
     layout = ws.read_layout()
     clean = ws.read_table("clean", ["id", "status"]).to_pydict()
     known = set(layout.ids.tolist())
@@ -326,8 +330,13 @@ def _place_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str, Any
     if not new:
         out.write_layout(layout)
         return {"new": 0}
-    labels, sims = index.nearest(_new_map_vectors(ws, index, new), PLACE_NEIGHBOURS)
-    xy = place_by_neighbours(layout.xy, labels, sims)
+    labels, sims = index.nearest(
+        _new_map_vectors(ws, index, new), max(PLACE_NEIGHBOURS, PARTIAL_NEIGHBOURS)
+    )
+    xy = place_by_neighbours(layout.xy, labels[:, :PLACE_NEIGHBOURS], sims[:, :PLACE_NEIGHBOURS])
+    if settings.reducer == "tsne":
+        distances = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
+        xy = tsne_place(layout.xy, xy, labels, distances, settings.workers).astype(xy.dtype)
     out.write_layout(
         Layout(np.concatenate([layout.ids, np.array(new)]), np.concatenate([layout.xy, xy]))
     )

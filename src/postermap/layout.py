@@ -67,6 +67,78 @@ def tsne_layout(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int) 
     return np.asarray(tsne.fit(reduced), dtype=np.float64)
 
 
+#: openTSNE's recipe for adding points to a finished embedding (``TSNEEmbedding.transform``):
+#: each new point's affinities to its nearest points of the map at a low perplexity, then
+#: gradient descent on the new points alone against the fixed map
+PARTIAL_PERPLEXITY = 5.0
+PARTIAL_NEIGHBOURS = 25
+PARTIAL_ITERATIONS = 250
+
+
+def tsne_place(
+    reference: np.ndarray,
+    start: np.ndarray,
+    neighbours: np.ndarray,
+    distances: np.ndarray,
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """Positions of new points in the finished t-SNE layout ``reference`` (N, 2), which
+    does not move: the t-SNE objective of the new points against the map's, optimised
+    from ``start`` (M, 2), with affinities from each new point's ``neighbours`` (M, k
+    rows of ``reference``, nearest first) at ``distances`` (Euclidean between unit
+    vectors: only their order and gaps matter, the perplexity calibration sets the
+    scale).
+
+    openTSNE's ``transform`` does this from the fitted affinity model, which ``reduce``
+    does not keep (hundreds of MB at 169k); the neighbours come from the map's own index
+    instead, the optimisation is openTSNE's (``PartialTSNEEmbedding``, FFT gradients,
+    ``transform``'s step settings).
+    """
+    from openTSNE import PartialTSNEEmbedding, TSNEEmbedding
+    from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
+    from scipy import sparse
+
+    n, k = len(reference), neighbours.shape[1]
+    if len(start) == 0 or k < 2 or n < MIN_IMAGES:
+        return np.asarray(start, dtype=np.float64)
+    # the FFT gradient's interpolation grid is laid out around the origin
+    centre = (reference.max(axis=0) + reference.min(axis=0)) / 2
+    affinities = joint_probabilities_nn(
+        np.ascontiguousarray(neighbours, dtype=np.int64),
+        np.ascontiguousarray(distances, dtype=np.float64),
+        [min(PARTIAL_PERPLEXITY, (k - 1) / 3)],
+        symmetrize=False,
+        normalization="point-wise",
+        n_reference_samples=n,
+        n_jobs=n_jobs,
+    )
+    # the map's own affinities are not needed to move only the new points
+    unused = PrecomputedAffinities(sparse.identity(n, format="csr"), normalize=False)
+    fixed = TSNEEmbedding(
+        np.ascontiguousarray(reference - centre, dtype=np.float64),
+        unused,
+        negative_gradient_method="fft",
+        n_jobs=n_jobs,
+    )
+    fixed.prepare_interpolation_grid()
+    moving = PartialTSNEEmbedding(
+        np.asarray(start - centre, dtype=np.float64),
+        fixed,
+        affinities,
+        negative_gradient_method="fft",
+        n_jobs=n_jobs,
+    )
+    moving.optimize(
+        n_iter=PARTIAL_ITERATIONS,
+        learning_rate=0.1,
+        exaggeration=1.5,
+        momentum=0.8,
+        max_grad_norm=0.25,
+        inplace=True,
+    )
+    return np.asarray(moving, dtype=np.float64) + centre
+
+
 def umap_layout(reduced: np.ndarray, seed: int, neighbors: int, min_dist: float) -> np.ndarray:
     try:
         import umap

@@ -84,6 +84,26 @@ def test_placement_follows_the_closest_look_alike():
     assert np.allclose(even[0], xy.mean(axis=0), atol=1e-5)
 
 
+def test_tsne_placement_moves_new_points_onto_their_neighbours():
+    """New points whose nearest map images are one group's core, started beside it (as a
+    weighted mean of a slightly mixed neighbourhood puts them), end on that core; the
+    map does not move and the result is the same twice."""
+    from postermap.layout import tsne_place
+
+    rng = np.random.default_rng(0)
+    left = rng.normal((-30, 0), 2, (200, 2))
+    reference = np.concatenate([left, rng.normal((30, 0), 2, (200, 2))])
+    kept = reference.copy()
+    core = np.argsort(np.linalg.norm(left - (-30, 0), axis=1))[:25]
+    neighbours = np.stack([core, core])
+    distances = np.tile(np.linspace(0.1, 0.5, 25), (2, 1))
+    start = np.array([[-25.0, 0.0], [-33.0, 4.0]])  # both 5 from the core's centre
+    placed = tsne_place(reference, start, neighbours, distances)
+    assert (np.linalg.norm(placed - (-30, 0), axis=1) < 2).all(), placed
+    np.testing.assert_array_equal(reference, kept)
+    np.testing.assert_array_equal(tsne_place(reference, start, neighbours, distances), placed)
+
+
 def test_vote_clusters_needs_a_floor_of_votes():
     votes = np.array([[3, 3, 3, 3, 1, 1, -1, -1, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]])
     assert vote_clusters(votes) == [3, -1]
