@@ -13,8 +13,9 @@ does not list yet:
    of its nearest images on the map (the neighbour index, in the CNN feature space); on a
    t-SNE map it then moves to where the t-SNE objective puts it against the fixed map
    (:func:`postermap.layout.tsne_place`, openTSNE's ``transform`` recipe with affinities
-   from the same index); the old positions are untouched. UMAP maps keep the start:
-   UMAP's ``transform`` needs the fitted reducer, which ``reduce`` does not keep;
+   from the same index); on a UMAP map it goes where the fitted reducer ``reduce`` kept
+   puts it (``UMAP.transform``; maps made before it was kept keep the start); the old
+   positions are untouched;
 4. **grid**: :func:`postermap.grid.insert.insert_points` (old cells move only where
    moving pays more than ``move_penalty`` per image moved; the grid grows at its right
    and bottom edges);
@@ -335,7 +336,11 @@ def _place_new(
         _new_map_vectors(ws, index, new), max(PLACE_NEIGHBOURS, PARTIAL_NEIGHBOURS)
     )
     xy = place_by_neighbours(layout.xy, labels[:, :PLACE_NEIGHBOURS], sims[:, :PLACE_NEIGHBOURS])
-    if settings.reducer == "tsne":
+    model = ws.read_umap_model() if settings.reducer == "umap" else None
+    if model is not None:
+        embeddings, rows = ws.embedding_rows(np.array(new))
+        xy = model.place(embeddings, rows).astype(xy.dtype)
+    elif settings.reducer == "tsne":
         distances = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
         xy = tsne_place(layout.xy, xy, labels, distances, settings.workers).astype(xy.dtype)
     out.write_layout(

@@ -12,6 +12,8 @@ makes it single-threaded: the same layout on every run).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +41,49 @@ def reduce_to_2d(
     """2-D layout of ``features[rows]`` (all rows if None; ``features`` may be a memmap:
     it is read in chunks) with ``method`` (``tsne`` or ``umap``). Small N gets a smaller
     perplexity / neighbour count."""
+    xy, _ = reduce_with_model(
+        features,
+        pca_dims,
+        perplexity,
+        seed,
+        n_jobs,
+        rows,
+        method=method,
+        umap_neighbors=umap_neighbors,
+        umap_min_dist=umap_min_dist,
+    )
+    return xy
+
+
+@dataclass
+class UmapModel:
+    """What places new images on a finished UMAP layout: the projection the layout was
+    made in and the fitted reducer (``umap.UMAP.transform``)."""
+
+    projection: Projection
+    reducer: Any
+
+    def place(self, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Positions of ``features[rows]`` on the layout; the layout does not move."""
+        return np.asarray(
+            self.reducer.transform(self.projection.transform(features, rows)), dtype=np.float64
+        )
+
+
+def reduce_with_model(
+    features: np.ndarray,
+    pca_dims: int,
+    perplexity: float,
+    seed: int,
+    n_jobs: int = 1,
+    rows: np.ndarray | None = None,
+    *,
+    method: str = "tsne",
+    umap_neighbors: int = 15,
+    umap_min_dist: float = 0.1,
+) -> tuple[np.ndarray, UmapModel | None]:
+    """:func:`reduce_to_2d`, and for UMAP the :class:`UmapModel` that places new images
+    on the layout later (None for t-SNE: :func:`tsne_place` needs no fitted model)."""
     if method not in REDUCERS:
         raise SettingsError(f"reducer must be one of {', '.join(REDUCERS)}, got {method!r}")
     n = len(features) if rows is None else len(rows)
@@ -52,8 +97,9 @@ def reduce_to_2d(
     projection = Projection.fit(features, rows, dims, seed, renormalise=False)
     reduced = projection.transform(features, rows)
     if method == "umap":
-        return umap_layout(reduced, seed, umap_neighbors, umap_min_dist)
-    return tsne_layout(reduced, perplexity, seed, n_jobs)
+        xy, reducer = umap_layout(reduced, seed, umap_neighbors, umap_min_dist)
+        return xy, UmapModel(projection, reducer)
+    return tsne_layout(reduced, perplexity, seed, n_jobs), None
 
 
 def tsne_layout(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int) -> np.ndarray:
@@ -139,7 +185,10 @@ def tsne_place(
     return np.asarray(moving, dtype=np.float64) + centre
 
 
-def umap_layout(reduced: np.ndarray, seed: int, neighbors: int, min_dist: float) -> np.ndarray:
+def umap_layout(
+    reduced: np.ndarray, seed: int, neighbors: int, min_dist: float
+) -> tuple[np.ndarray, Any]:
+    """The UMAP layout of ``reduced`` and the fitted reducer."""
     try:
         import umap
     except ImportError as err:
@@ -150,7 +199,7 @@ def umap_layout(reduced: np.ndarray, seed: int, neighbors: int, min_dist: float)
     model = umap.UMAP(
         n_components=2, n_neighbors=neighbors, min_dist=min_dist, random_state=seed, n_jobs=1
     )
-    return np.asarray(model.fit_transform(reduced), dtype=np.float64)
+    return np.asarray(model.fit_transform(reduced), dtype=np.float64), model
 
 
 def trustworthiness(

@@ -27,6 +27,7 @@ Layout::
     embed/                   shards/*.npy, embeddings.npy (N x dim), ids.npy,
                              <pooling>.npy (extra poolings, rows as embeddings.npy)
     layout.npy, layout_ids.npy   the 2-D layout of the images on the map
+    layout-umap.pkl          a UMAP layout's fitted reducer (places images `add` brings)
     grid.json                grid shape (rows, cols) of tables/grid.parquet
     clusters.json, clusters.csv  ranked clusters; per-image export
     neighbours/              neighbours.npy, scores.npy, index.bin, projection.npz
@@ -43,6 +44,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Iterator
@@ -402,6 +404,29 @@ class Workspace:
     def read_layout(self) -> Layout:
         ids = np.load(self._existing(self.root / "layout_ids.npy", "reduce"))
         return Layout(ids, np.load(self._existing(self.root / "layout.npy", "reduce")))
+
+    @property
+    def umap_model_path(self) -> Path:
+        """The fitted UMAP reducer and projection of a UMAP layout (pickled: the
+        workspace's own output, read back only by ``add``)."""
+        return self.root / "layout-umap.pkl"
+
+    def write_umap_model(self, model: Any | None) -> None:
+        """Keep ``model`` (a :class:`postermap.layout.UmapModel`), or remove a kept one
+        (None: a t-SNE layout needs none)."""
+        if model is None:
+            self.umap_model_path.unlink(missing_ok=True)
+            return
+        with atomic_path(self.umap_model_path) as tmp:
+            with open(tmp, "wb") as fh:
+                pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def read_umap_model(self) -> Any | None:
+        """The kept UMAP model, or None when the layout has none."""
+        if not self.umap_model_path.exists():
+            return None
+        with open(self.umap_model_path, "rb") as fh:
+            return pickle.load(fh)  # noqa: S301 -- written by this workspace's reduce
 
     def write_layout(self, layout: Layout) -> None:
         atomic_save_npy(self.root / "layout_ids.npy", layout.ids)

@@ -258,3 +258,27 @@ def test_killed_add_resumes_and_ends_as_an_uninterrupted_add(grown):
         Workspace(reference).read_embeddings().ids
     )
     assert not list(killed.rglob(".tmp-*")) and not (killed / "add").exists()
+
+
+def test_new_images_on_a_umap_map_go_where_its_fitted_reducer_puts_them(grown, tmp_path):
+    """A UMAP map keeps its fitted reducer; `add` places the new images with it (its
+    ``transform``) and the map's own points stay where they were."""
+    pytest.importorskip("umap")
+    ws = tmp_path / "umap"
+    args = [*ARGS, "--reducer", "umap", "--umap-neighbors", "8"]
+    built = CliRunner().invoke(main, ["run", str(grown["old"]), "-o", str(ws), *args])
+    assert built.exit_code == 0, built.output
+    workspace = Workspace(ws)
+    before = workspace.read_layout()
+    assert workspace.umap_model_path.exists()
+    added = CliRunner().invoke(main, ["add", str(grown["new"]), "-o", str(ws)])
+    assert added.exit_code == 0, added.output
+    after = workspace.read_layout()
+    n = len(before.ids)
+    assert after.ids[:n].tolist() == before.ids.tolist() and len(after.ids) > n
+    np.testing.assert_array_equal(after.xy[:n], before.xy)
+    embeddings, rows = workspace.embedding_rows(after.ids[n:])
+    expected = workspace.read_umap_model().place(embeddings, rows)
+    np.testing.assert_allclose(after.xy[n:], expected, atol=1e-3)
+    # the new points are not merely stacked on one spot: they spread like the map's
+    assert np.ptp(after.xy[n:], axis=0).min() > 0.1 * np.ptp(before.xy, axis=0).min()
