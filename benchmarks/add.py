@@ -42,6 +42,7 @@ from benchmarks.common import CACHE, RESULTS, write_result
 from benchmarks.scale import features_workspace
 from postermap.grid import assign_to_grid, grid_cost, map_shape, normalise_points
 from postermap.grid.insert import insert_points
+from postermap.growing import MOVE_PENALTY
 from postermap.workspace import Workspace
 
 POST_EMBED = ["clean", "reduce", "grid", "cluster", "neighbours", "tiles"]
@@ -190,7 +191,7 @@ def main() -> None:
         part = work / "new-features.npy"
         np.save(part, features[[position[h] for h in new_hashes]])
         grown.append_embeddings(new_hashes, [part], {})
-        added = run_python(GROW, str(grown.root), "1000")
+        added = run_python(GROW, str(grown.root), str(MOVE_PENALTY))
         report = added["report"]
         print(
             f"add_seconds: {added['seconds']:.1f} moved_share: {report['moved_share']:.4f}",
