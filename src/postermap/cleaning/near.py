@@ -322,9 +322,9 @@ def phash_candidates(
 
     The quarters find every pair within 3 bits and most pairs a little further; a shared
     quarter between hashes that differ in many more bits is chance, common where many
-    pictures share a plain band or a background (on the synthetic 169k set, three pairs
-    in four of the quarters' pairs differ in more than 16 bits), and each costs a layout
-    comparison.
+    pictures share a plain band or a background (on the synthetic 169k set, two in three
+    of the pairs only the quarters found differ in more than 16 bits), and each costs a
+    layout comparison.
     """
     values = [int(h, 16) if h else None for h in hashes]
     pairs = set()
