@@ -89,7 +89,7 @@ def score(features: np.ndarray) -> dict:
     out: dict[str, dict] = {}
     for method in ("tsne", "umap"):
         start = time.perf_counter()
-        xy = reduce_to_2d(features, PCA_DIMS, PERPLEXITY, SEED, n_jobs=WORKERS, method=method)
+        xy, _ = reduce_to_2d(features, PCA_DIMS, PERPLEXITY, SEED, n_jobs=WORKERS, method=method)
         seconds = time.perf_counter() - start
         out[method] = _measures(features, xy) | {"seconds": round(seconds, 2)}
     start = time.perf_counter()

@@ -49,7 +49,7 @@ def measure(unit: np.ndarray, split: int) -> dict:
     rng = np.random.default_rng(split)
     new = np.sort(rng.choice(n, n // 10, replace=False))
     old = np.setdiff1d(np.arange(n), new)
-    xy_old = reduce_to_2d(unit, 50, 30.0, 42, 2, rows=old)
+    xy_old, _ = reduce_to_2d(unit, 50, 30.0, 42, 2, rows=old)
     sim = unit[new] @ unit[old].T
     labels = np.argsort(-sim, axis=1)[:, :PARTIAL_NEIGHBOURS]
     sims = np.take_along_axis(sim, labels, axis=1)
@@ -59,7 +59,7 @@ def measure(unit: np.ndarray, split: int) -> dict:
     began = time.perf_counter()
     moved = tsne_place(xy_old, start, labels, np.sqrt(np.maximum(2 - 2 * sims, 0)), 2)
     seconds = time.perf_counter() - began
-    full = reduce_to_2d(unit, 50, 30.0, 42, 2)
+    full, _ = reduce_to_2d(unit, 50, 30.0, 42, 2)
     # the added rows after the map's: queries are their positions in that order
     order = np.concatenate([old, new])
     queries = np.arange(len(old), n)

@@ -26,35 +26,6 @@ MIN_IMAGES = 5
 REDUCERS = ("tsne", "umap")
 
 
-def reduce_to_2d(
-    features: np.ndarray,
-    pca_dims: int,
-    perplexity: float,
-    seed: int,
-    n_jobs: int = 1,
-    rows: np.ndarray | None = None,
-    *,
-    method: str = "tsne",
-    umap_neighbors: int = 15,
-    umap_min_dist: float = 0.1,
-) -> np.ndarray:
-    """2-D layout of ``features[rows]`` (all rows if None; ``features`` may be a memmap:
-    it is read in chunks) with ``method`` (``tsne`` or ``umap``). Small N gets a smaller
-    perplexity / neighbour count."""
-    xy, _ = reduce_with_model(
-        features,
-        pca_dims,
-        perplexity,
-        seed,
-        n_jobs,
-        rows,
-        method=method,
-        umap_neighbors=umap_neighbors,
-        umap_min_dist=umap_min_dist,
-    )
-    return xy
-
-
 @dataclass
 class UmapModel:
     """What places new images on a finished UMAP layout: the projection the layout was
@@ -70,7 +41,7 @@ class UmapModel:
         )
 
 
-def reduce_with_model(
+def reduce_to_2d(
     features: np.ndarray,
     pca_dims: int,
     perplexity: float,
@@ -82,8 +53,11 @@ def reduce_with_model(
     umap_neighbors: int = 15,
     umap_min_dist: float = 0.1,
 ) -> tuple[np.ndarray, UmapModel | None]:
-    """:func:`reduce_to_2d`, and for UMAP the :class:`UmapModel` that places new images
-    on the layout later (None for t-SNE: :func:`tsne_place` needs no fitted model)."""
+    """2-D layout of ``features[rows]`` (all rows if None; ``features`` may be a memmap:
+    it is read in chunks) with ``method`` (``tsne`` or ``umap``), and for UMAP the
+    :class:`UmapModel` that places new images on the layout later (None for t-SNE:
+    :func:`tsne_place` needs no fitted model). Small N gets a smaller perplexity /
+    neighbour count."""
     if method not in REDUCERS:
         raise SettingsError(f"reducer must be one of {', '.join(REDUCERS)}, got {method!r}")
     n = len(features) if rows is None else len(rows)

@@ -7,7 +7,7 @@ import numpy as np
 
 from postermap.catalog import ok_ids
 from postermap.config import StageSettings
-from postermap.layout import reduce_with_model
+from postermap.layout import reduce_to_2d
 from postermap.stage import Stage, StageOutcome
 from postermap.workspace import Layout, Workspace
 
@@ -15,7 +15,7 @@ from postermap.workspace import Layout, Workspace
 def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     ids = np.array(ok_ids(ws))
     embeddings, rows = ws.embedding_rows(ids)
-    xy, model = reduce_with_model(
+    xy, model = reduce_to_2d(
         embeddings,
         settings.pca_dims,
         settings.perplexity,
