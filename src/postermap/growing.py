@@ -336,6 +336,17 @@ def _place_new(
         _new_map_vectors(ws, index, new), max(PLACE_NEIGHBOURS, PARTIAL_NEIGHBOURS)
     )
     xy = place_by_neighbours(layout.xy, labels[:, :PLACE_NEIGHBOURS], sims[:, :PLACE_NEIGHBOURS])
+    lost = ~np.isfinite(xy).all(axis=1)
+    if lost.any():
+        # no finite similarity to the map (a degenerate feature vector): the plain mean of
+        # whatever the index returned, so the grid still gets a position
+        log.warning(
+            "add: %d new images have no finite similarity to the map (first: %s); "
+            "placed at the mean of their nearest images",
+            int(lost.sum()),
+            new[int(np.flatnonzero(lost)[0])],
+        )
+        xy[lost] = layout.xy[labels[lost, :PLACE_NEIGHBOURS]].mean(axis=1)
     model = ws.read_umap_model() if settings.reducer == "umap" else None
     if model is not None:
         embeddings, rows = ws.embedding_rows(np.array(new))

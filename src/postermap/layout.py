@@ -118,9 +118,13 @@ def tsne_place(
     from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
     from scipy import sparse
 
+    out = np.array(start, dtype=np.float64)
+    # a point without finite distances or start has nothing to move by: it stays put
+    usable = np.isfinite(distances).all(axis=1) & np.isfinite(out).all(axis=1)
     n, k = len(reference), neighbours.shape[1]
-    if len(start) == 0 or k < 2 or n < MIN_IMAGES:
-        return np.asarray(start, dtype=np.float64)
+    if not usable.any() or k < 2 or n < MIN_IMAGES:
+        return out
+    neighbours, distances, start = neighbours[usable], distances[usable], out[usable]
     # the FFT gradient's interpolation grid is laid out around the origin
     centre = (reference.max(axis=0) + reference.min(axis=0)) / 2
     affinities = joint_probabilities_nn(
@@ -156,7 +160,8 @@ def tsne_place(
         max_grad_norm=0.25,
         inplace=True,
     )
-    return np.asarray(moving, dtype=np.float64) + centre
+    out[usable] = np.asarray(moving, dtype=np.float64) + centre
+    return out
 
 
 def umap_layout(

@@ -102,6 +102,12 @@ def test_tsne_placement_moves_new_points_onto_their_neighbours():
     assert (np.linalg.norm(placed - (-30, 0), axis=1) < 2).all(), placed
     np.testing.assert_array_equal(reference, kept)
     np.testing.assert_array_equal(tsne_place(reference, start, neighbours, distances), placed)
+    # a point whose distances are not finite stays where it started, the others move
+    broken = distances.copy()
+    broken[1, 3] = np.nan
+    again = tsne_place(reference, start, neighbours, broken)
+    np.testing.assert_array_equal(again[1], start[1])
+    assert np.linalg.norm(again[0] - (-30, 0)) < 2
 
 
 def test_vote_clusters_needs_a_floor_of_votes():
