@@ -4,9 +4,9 @@ The mosaic is built one grid row at a time: each row's thumbnails are drawn (Pil
 one array and written as an uncompressed ``.v`` strip by :func:`render_row`, rows in
 parallel on the run's runner (local processes or Ray tasks), so at most one row of
 thumbnails per worker is open at once (one lazy pyvips image per cell for the whole grid
-holds ~170 KB each: 3.4 GB at 20k images). The strips are then joined, memory-mapped, and ``dzsave`` streams
-the pyramid from them. Temporary disk: the raw mosaic (3 bytes per pixel; ~8 GB at 169k
-images of 128 px cells), removed afterwards.
+holds ~170 KB each: 3.4 GB at 20k images). The strips are then joined, memory-mapped,
+and ``dzsave`` streams the pyramid from them. Temporary disk: the raw mosaic (3 bytes per
+pixel; ~8 GB at 169k images of 128 px cells), removed afterwards.
 """
 
 from __future__ import annotations
