@@ -40,7 +40,13 @@ import pyarrow as pa
 
 from benchmarks.common import CACHE, RESULTS, write_result
 from benchmarks.scale import features_workspace
-from postermap.grid import assign_to_grid, grid_cost, map_shape, normalise_points
+from postermap.grid import (
+    assign_to_grid,
+    cell_centres,
+    grid_cost,
+    map_shape,
+    normalise_points,
+)
 from postermap.grid.insert import insert_points
 from postermap.growing import MOVE_PENALTY
 from postermap.workspace import Workspace
@@ -278,11 +284,11 @@ def grid_costs(ws: Workspace, base, base_layout) -> dict:
     fresh = assign_to_grid(frame, rows, cols, seed=0, workers=2)
     fresh_seconds = time.perf_counter() - started
     fresh_cost = grid_cost(frame, fresh, rows, cols)
-    fresh_cells = cells_cost(normalise_points(frame) * [cols, rows], fresh, cols)
+    fresh_cells = cells_cost(normalise_points(frame) * [cols, rows], fresh, rows, cols)
     out = {
         "grid_cost_add": grid_cost(frame, grid.cells, grid.rows, grid.cols),
         "grid_cost_fresh_same_layout": fresh_cost,
-        "cell_cost_add": cells_cost(frame, grid.cells, grid.cols),
+        "cell_cost_add": cells_cost(frame, grid.cells, grid.rows, grid.cols),
         "cell_cost_fresh_same_layout": fresh_cells,
         "fresh_shape": [rows, cols],
         "add_shape": [grid.rows, grid.cols],
@@ -305,17 +311,17 @@ def grid_costs(ws: Workspace, base, base_layout) -> dict:
                 "moved_share": float((shift > 0).mean()),
                 "moved_more_than_one_cell_share": float((shift > 1).mean()),
                 "cost_vs_rebuild": grid_cost(frame, cells, r, c) / fresh_cost,
-                "cell_cost_vs_rebuild": cells_cost(frame, cells, c) / fresh_cells,
+                "cell_cost_vs_rebuild": cells_cost(frame, cells, r, c) / fresh_cells,
             }
         )
     out["penalties"] = penalties
     return out
 
 
-def cells_cost(points: np.ndarray, cells: np.ndarray, cols: int) -> float:
+def cells_cost(points: np.ndarray, cells: np.ndarray, rows: int, cols: int) -> float:
     """Sum of squared distances, in cells, between points (in cell units) and the centres
     of their flat cells."""
-    centres = np.stack([cells % cols + 0.5, cells // cols + 0.5], axis=1)
+    centres = cell_centres(cells, rows, cols) * [cols, rows]
     diff = np.asarray(points, np.float64) - centres
     return float(np.einsum("ij,ij->", diff, diff))
 

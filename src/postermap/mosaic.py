@@ -352,8 +352,7 @@ def render_row(
     import pyvips
 
     width, height = cell
-    strip = np.empty((height, width * len(thumbs), 3), np.uint8)
-    strip[:] = np.asarray(bg, np.uint8)
+    strip = np.full((height, width * len(thumbs), 3), bg, np.uint8)
     failed = {}
     for col, path in enumerate(thumbs):
         if path is None:
@@ -418,8 +417,7 @@ def cell_pixels_of(path: str, width: int, height: int, bg: list[int]) -> np.ndar
         return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS, box=box))
     scale = min(width / w, height / h)
     size = (max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale))))
-    out = np.empty((height, width, 3), np.uint8)
-    out[:] = np.asarray(bg, np.uint8)
+    out = np.full((height, width, 3), bg, np.uint8)
     x, y = (width - size[0]) // 2, (height - size[1]) // 2
     out[y : y + size[1], x : x + size[0]] = image.resize(size, Image.Resampling.LANCZOS)
     return out
