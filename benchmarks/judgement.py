@@ -2,6 +2,7 @@
 
     python benchmarks/judgement.py [--sets NAME ...] [--seed 0] [--rebuild]
                                    [--commit REV] [--postermap CMD] [--reuse-workspaces]
+                                   [--run-args ARGS] [--out FILE]
 
 Thresholds tuned on one set flatter that set. tests/heldout/ builds labelled sets from
 other sources with other recipes (see its docstring); this script builds each set once
@@ -15,7 +16,9 @@ with breakdowns by kind.
 ``--commit REV`` runs postermap from that commit's ``src/`` (exported with git archive into
 benchmarks/.cache/heldout-src/) instead of the work tree, so a baseline can be measured
 while the tree is being changed, and an old commit can be compared with a new one on the
-very same sets. ``--postermap`` names another command to run.
+very same sets. ``--postermap`` names another command to run. ``--run-args`` adds options to every
+``postermap run`` (e.g. ``"--precision int8 --seed 7"``: the pipeline's seed, not the
+sets'), and ``--out`` names the results file, so variants can be compared run by run.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from tests.heldout.evaluate import evaluate_run  # noqa: E402
 DEFAULT_POSTERMAP = str(REPO / ".venv" / "bin" / "postermap")
 
 
-def run_pipeline(command: list[str], folder: Path, ws: Path, reuse: bool) -> float:
+def run_pipeline(
+    command: list[str], folder: Path, ws: Path, reuse: bool, extra: list[str]
+) -> float:
     if not reuse:
         shutil.rmtree(ws, ignore_errors=True)
     ws.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +56,7 @@ def run_pipeline(command: list[str], folder: Path, ws: Path, reuse: bool) -> flo
     start = time.perf_counter()
     with open(log, "w") as out:
         result = subprocess.run(
-            [*command, "run", str(folder), "-o", str(ws), "--cell-size", "32"],
+            [*command, "run", str(folder), "-o", str(ws), "--cell-size", "32", *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
@@ -166,7 +171,10 @@ def main() -> None:
     parser.add_argument("--commit", help="run postermap from this commit, not the work tree")
     parser.add_argument("--postermap", default=DEFAULT_POSTERMAP, help="command to run")
     parser.add_argument("--reuse-workspaces", action="store_true")
+    parser.add_argument("--run-args", default="", help="options added to every postermap run")
+    parser.add_argument("--out", help="results file name in benchmarks/results/")
     args = parser.parse_args()
+    extra = shlex.split(args.run_args)
     names = sorted(args.sets, key=lambda n: (n not in TUNING, list(SETS).index(n)))
     fetch_sources(names)
     command = shlex.split(args.postermap)
@@ -186,7 +194,7 @@ def main() -> None:
         folder, build_s = heldout_set(name, args.seed, args.rebuild)
         ws = CACHE / "heldout-runs" / f"{name}-{args.seed}"
         try:
-            run_s = run_pipeline(command, folder, ws, args.reuse_workspaces)
+            run_s = run_pipeline(command, folder, ws, args.reuse_workspaces, extra)
         except RuntimeError as err:
             print(err, file=sys.stderr)
             results[name] = {"error": str(err), "build_s": build_s}
@@ -211,14 +219,14 @@ def main() -> None:
     print()
     print(breakdown(results))
     RESULTS.mkdir(exist_ok=True)
-    out = "judgement.json" if args.seed == 0 else f"judgement-seed{args.seed}.json"
+    out = args.out or ("judgement.json" if args.seed == 0 else f"judgement-seed{args.seed}.json")
     (RESULTS / out).write_text(
         json.dumps(
             {
                 "seed": args.seed,
                 "code": code,
                 "postermap": "default" if args.postermap == DEFAULT_POSTERMAP else args.postermap,
-                "command": "postermap run SET -o WORKSPACE --cell-size 32",
+                "command": " ".join(["postermap run SET -o WORKSPACE --cell-size 32", *extra]),
                 "sets": results,
             },
             indent=2,

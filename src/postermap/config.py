@@ -208,7 +208,8 @@ class Settings:
     )
     workers: int = setting(
         2,
-        "processes decoding images, comparing near-duplicate candidates and rendering tiles",
+        "processes decoding and embedding images, comparing near-duplicate candidates and "
+        "rendering tiles",
         stages=("ingest", "embed", "clean", "reduce", "grid", "tiles"),
         affects=False,
         check=positive,

@@ -1,19 +1,16 @@
-"""Running an embedder over many thumbnails: the batch loops of the embed stage.
+"""Running an embedder over many thumbnails: the batch loops of the embed stage and of add.
 
-Locally, thumbnails are decoded and resized in a pool of forked worker processes while the
-model runs in this process (:func:`embed_paths`); on Ray, each task embeds one shard with
-a model loaded once per worker process (:func:`embed_shard`).
+:func:`embed_shards` hands the work to a runner: local processes or Ray tasks, each
+decoding its thumbnails and running the model on one thread (:func:`embed_shard`, the
+model loaded once per worker process), and saves each shard's files.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
-import itertools
 import json
 import logging
-import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +18,8 @@ from PIL import Image
 
 from postermap.embedders import Embedder, get_embedder
 from postermap.errors import internal_reason
-from postermap.images import ImageLoadError, load_image
-from postermap.runner import die_with_parent
+from postermap.images import THUMB_VERSION, ImageLoadError, load_image
+from postermap.runner import Runner
 from postermap.workspace import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -38,9 +35,6 @@ Extras = dict[str, np.ndarray]
 #: dtype of the extra poolings: they are only clustered on (after a PCA), so half
 #: precision halves their disk and memory-map footprint at no measurable cost
 EXTRA_DTYPE = np.float16
-#: batches each decode worker may have ready ahead of the model (as a PyTorch DataLoader's
-#: ``prefetch_factor``): enough to hide decoding, few enough to bound memory
-PREFETCH = 2
 
 
 def prepare(
@@ -55,81 +49,81 @@ def prepare(
         return None, internal_reason(err)
 
 
-def embed_paths(
-    paths: list[Path],
-    embedder: Embedder,
+#: images per task of a local run: small enough that every process has work until the
+#: last shard, large enough that pickling a task's results costs nothing next to it
+LOCAL_PIECE = 256
+
+
+def shard_key(model: str, thumb_size: int, precision: str) -> str:
+    """What a shard's features depend on besides its ids (part of its file name): the
+    model, the thumbnails (their size and version: shards of stale thumbnails are not
+    reused) and the precision (fp32 shards keep their old names: nothing re-embedded)."""
+    key = f"{model}:{thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
+    return key if precision == "fp32" else f"{key}:{precision}"
+
+
+def embed_shards(
+    shards: list[tuple[list[Path], Path]],
+    model: str,
+    precision: str,
     batch_size: int,
-    workers: int,
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, Extras, Failures]:
-    """Features and extra poolings for ``paths`` in order, decoding in ``workers - 1``
-    background processes; rows of images that could not be prepared are zero and listed in
-    the failures."""
-    out, extras = _allocate(embedder, len(paths))
-    failures: Failures = {}
-    done = 0
-    for batch in prepared_batches(paths, embedder.preprocess, batch_size, workers - 1):
-        _embed_batch(embedder, batch, done, out, extras, failures)
-        done += len(batch)
-        if on_batch is not None:
-            on_batch(len(batch))
-    return out, extras, failures
+    runner: Runner,
+    advance: Callable[[int], None] | None = None,
+) -> None:
+    """Compute every (thumbnails, shard file) of ``shards`` on ``runner`` and save each shard
+    as soon as its features are complete (a killed run keeps the shards it finished).
+
+    Every task runs :func:`embed_shard`: it decodes its thumbnails and runs the model on one
+    thread, in its own process. On this 2-core machine two such processes embed 1.15x
+    (fp32) and 1.36x (int8) as fast as one process running the model on two threads
+    beside a decode worker, with identical features (``benchmarks/embed_workers.py``;
+    README, Performance): at a batch of 8 the model's small depthwise convolutions keep
+    a second thread waiting more than working. A local run cuts shards into
+    ``LOCAL_PIECE`` images per task; on Ray a task is a whole shard.
+    """
+    pieces: list[tuple[int, int, list[Path]]] = []  # (shard, first position, thumbnails)
+    for k, (paths, _) in enumerate(shards):
+        width = max(1, len(paths) if runner.distributed else LOCAL_PIECE)
+        pieces += [
+            (k, start, paths[start : start + width]) for start in range(0, len(paths), width)
+        ]
+    n = len(pieces)
+    results = runner.map(
+        embed_shard, [model] * n, [p for _, _, p in pieces], [batch_size] * n, [precision] * n
+    )
+    done: list[tuple[np.ndarray, Extras, Failures]] = []
+    try:
+        for (k, start, piece), (features, pooled, failures) in zip(pieces, results, strict=True):
+            done.append((features, pooled, {start + i: r for i, r in failures.items()}))
+            if advance is not None:
+                advance(len(piece))
+            if start + len(piece) == len(shards[k][0]):
+                save_shard(
+                    shards[k][1],
+                    np.concatenate([f for f, _, _ in done]),
+                    {name: np.concatenate([e[name] for _, e, _ in done]) for name in pooled},
+                    {i: r for _, _, fails in done for i, r in fails.items()},
+                )
+                done = []
+    finally:
+        # a one-process runner ran the tasks here: its model must not outlive the call,
+        # nor be inherited by the worker processes of a later run (which would then
+        # never look for the model's files themselves)
+        _WORKER_EMBEDDERS.clear()
 
 
-def prepared_batches(
-    paths: list[Path],
-    preprocess: Callable[[Image.Image], np.ndarray],
-    batch_size: int,
-    decoders: int,
-) -> Iterator[list[tuple[np.ndarray | None, str | None]]]:
-    """``paths`` in batches of :func:`prepare` results, in order, decoded by ``decoders``
-    forked processes (in this one if none, or where fork is unavailable), at most
-    ``PREFETCH`` batches per process ahead of the consumer."""
-    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    if decoders < 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        for chunk in chunks:
-            yield [prepare(path, preprocess) for path in chunk]
-        return
-    # fork: the workers inherit ``preprocess`` (a model's bound method) without pickling it
-    context = multiprocessing.get_context("fork")
-    with context.Pool(decoders, initializer=_start_decoder, initargs=(preprocess,)) as pool:
-        remaining = iter(chunks)
-        pending = collections.deque(
-            pool.apply_async(_prepare_chunk, (chunk,))
-            for chunk in itertools.islice(remaining, PREFETCH * decoders)
-        )
-        while pending:
-            batch = pending.popleft().get()
-            following = next(remaining, None)
-            if following is not None:
-                pending.append(pool.apply_async(_prepare_chunk, (following,)))
-            yield batch
-
-
-#: the model's pre-processing in a decode worker (set when the worker starts)
-_DECODER_PREPROCESS: list[Callable[[Image.Image], np.ndarray]] = []
-
-
-def _start_decoder(preprocess: Callable[[Image.Image], np.ndarray]) -> None:
-    die_with_parent()
-    _DECODER_PREPROCESS[:] = [preprocess]
-
-
-def _prepare_chunk(chunk: list[Path]) -> list[tuple[np.ndarray | None, str | None]]:
-    return [prepare(path, _DECODER_PREPROCESS[0]) for path in chunk]
-
-
-#: One embedder per worker process of a distributed run, kept between shards.
+#: One embedder per worker process, kept between its tasks.
 _WORKER_EMBEDDERS: dict[str, Embedder] = {}
 
 
 def embed_shard(
     model: str, paths: list[Path], batch_size: int, precision: str = "fp32"
 ) -> tuple[np.ndarray, Extras, Failures]:
-    """Features of one shard, decoding in this process: the unit of a Ray task.
+    """Features of ``paths``, decoding in this process: the unit of work of a local
+    process or a Ray task (see :func:`embed_shards`).
 
-    The model is loaded once per worker process and reused; it runs on the CPUs Ray gave
-    the task (one), so a cluster scales by running more tasks, not more threads.
+    The model is loaded once per worker process and reused; it runs on one thread (the
+    CPU a Ray task is given), so more work is done by more processes, not more threads.
     """
     embedder = _WORKER_EMBEDDERS.get(f"{model}:{precision}")
     if embedder is None:

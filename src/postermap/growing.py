@@ -59,21 +59,15 @@ from postermap.clustering.names import clusters_csv
 from postermap.clustering.summary import cluster_table, summarise_clusters
 from postermap.config import Settings
 from postermap.curation import read_curation
-from postermap.embedders import extras_of, get_embedder
-from postermap.embedding import (
-    SHARD_VERSION,
-    embed_paths,
-    extra_path,
-    read_failures,
-    save_shard,
-    shard_digest,
-)
+from postermap.embedders import extras_of
+from postermap.embedding import embed_shards, extra_path, read_failures, shard_digest, shard_key
 from postermap.errors import SettingsError
 from postermap.grid import rotate, rows_down
 from postermap.grid.insert import cell_units, insert_points
-from postermap.images import DECODE_ERRORS, THUMB_VERSION
+from postermap.images import DECODE_ERRORS
 from postermap.layout import PARTIAL_NEIGHBOURS, tsne_place
 from postermap.overrides import apply_overrides, read_overrides
+from postermap.runner import make_runner
 from postermap.similarity import NEIGHBOURS
 from postermap.vectors import Projection
 from postermap.workspace import Grid, Layout, Neighbours, Workspace, atomic_write_json
@@ -231,23 +225,19 @@ def _embed_new(ws: Workspace, settings: Settings) -> dict[str, Any]:
             f"vectors for new images yet: rebuild with the new images in the features file"
         )
     size = settings.shard_size
-    key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
-    if settings.precision != "fp32":  # the map's own precision, as the embed stage names it
-        key += f":{settings.precision}"
+    key = shard_key(settings.model, settings.thumb_size, settings.precision)
     shards = [new[i : i + size] for i in range(0, len(new), size)]
     paths = [ws.shards_dir / f"add-{shard_digest(key, s)}.npy" for s in shards]
     extras = extras_of(settings.model)
-    embedder = None
-    computed = 0
-    for shard, path in zip(shards, paths, strict=True):
-        if all(p.exists() for p in [path, *(extra_path(path, n) for n in extras)]):
-            continue
-        embedder = embedder or get_embedder(settings.model, precision=settings.precision)
-        features, pooled, failed = embed_paths(
-            [ws.thumb_path(h) for h in shard], embedder, settings.batch_size, settings.workers
-        )
-        save_shard(path, features, pooled, failed)
-        computed += len(shard)
+    todo = [
+        ([ws.thumb_path(h) for h in shard], path)
+        for shard, path in zip(shards, paths, strict=True)
+        if not all(p.exists() for p in [path, *(extra_path(path, n) for n in extras)])
+    ]
+    if todo:
+        with make_runner(settings.ray, settings.workers) as runner:
+            embed_shards(todo, settings.model, settings.precision, settings.batch_size, runner)
+    computed = sum(len(thumbs) for thumbs, _ in todo)
     failures = ws.read_embed_failures()
     for shard, path in zip(shards, paths, strict=True):
         for position, reason in read_failures(path).items():

@@ -82,7 +82,7 @@ def own_vectors(emoji_images: Path, tmp_path_factory) -> dict:
     logger.setLevel(logging.INFO)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(postermap.embedders, "get_embedder", _no_model)
-        patch.setattr(postermap.stages.embed, "get_embedder", _no_model)
+        patch.setattr(postermap.embedding, "get_embedder", _no_model)
         try:
             built = postermap.build(
                 source, base / "ws", features=parquet, cell_size=32, workers=1, min_cluster_size=4

@@ -26,16 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from postermap.config import StageSettings
-from postermap.embedders import extras_of, get_embedder
+from postermap.embedders import extras_of
 from postermap.embedding import (
-    SHARD_VERSION,
-    embed_paths,
-    embed_shard,
+    embed_shards,
     extra_path,
     failures_path,
     read_failures,
-    save_shard,
     shard_digest,
+    shard_key,
 )
 from postermap.errors import NothingToMapError
 from postermap.features import (
@@ -44,7 +42,6 @@ from postermap.features import (
     missing_reason,
     read_features,
 )
-from postermap.images import THUMB_VERSION
 from postermap.progress import progress_bar
 from postermap.runner import make_runner
 from postermap.stage import Stage, StageOutcome
@@ -65,10 +62,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         return _vectors_from_file(ws, settings.features, ingest, ids)
     size = settings.shard_size
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
-    # the thumbnails' version too: shards of stale thumbnails are not reused
-    key = f"{settings.model}:{settings.thumb_size}:t{THUMB_VERSION}:v{SHARD_VERSION}"
-    if settings.precision != "fp32":  # fp32 shards keep their names: nothing re-embedded
-        key += f":{settings.precision}"
+    key = shard_key(settings.model, settings.thumb_size, settings.precision)
     shard_paths = [
         ws.shards_dir / f"{n:05d}-{shard_digest(key, s)}.npy" for n, s in enumerate(shards)
     ]
@@ -185,30 +179,14 @@ def _embed_todo(
     todo: list[tuple[list[str], Path]],
     advance: Callable[[int], None],
 ) -> None:
-    """Compute and save the missing shards, on Ray tasks or here."""
-    paths = [[ws.thumb_path(h) for h in shard_ids] for shard_ids, _ in todo]
-    if settings.ray:
-        with make_runner(settings.ray, settings.workers) as runner:
-            n = len(todo)
-            results = runner.map(
-                embed_shard,
-                [settings.model] * n,
-                paths,
-                [settings.batch_size] * n,
-                [settings.precision] * n,
-            )
-            for (_, path), (features, extras, failures) in zip(todo, results, strict=True):
-                save_shard(path, features, extras, failures)
-                advance(len(features))
-        return
+    """Compute and save the missing shards, in local processes or on Ray tasks."""
     if not todo:
         return
-    embedder = get_embedder(settings.model, precision=settings.precision)
-    for shard_paths, (_, path) in zip(paths, todo, strict=True):
-        features, extras, failures = embed_paths(
-            shard_paths, embedder, settings.batch_size, settings.workers, on_batch=advance
+    shards = [([ws.thumb_path(h) for h in ids], path) for ids, path in todo]
+    with make_runner(settings.ray, settings.workers) as runner:
+        embed_shards(
+            shards, settings.model, settings.precision, settings.batch_size, runner, advance
         )
-        save_shard(path, features, extras, failures)
 
 
 def _remove_stale_shards(shard_dir: Path, keep: set[Path]) -> None:
