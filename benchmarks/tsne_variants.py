@@ -58,7 +58,8 @@ def main() -> None:
     projection = Projection.fit(features, rows, 50, args.seed, renormalise=False)
     reduced = projection.transform(features, rows)
     unit = normalise(np.asarray(features[rows], dtype=np.float32))
-    queries = np.sort(np.random.default_rng(0).choice(len(rows), SAMPLE, replace=False))
+    sample = min(SAMPLE, len(rows))
+    queries = np.sort(np.random.default_rng(0).choice(len(rows), sample, replace=False))
     print(f"{len(rows)} images, PCA-{reduced.shape[1]}")
     results = {}
     for name in args.variants:
