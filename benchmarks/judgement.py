@@ -16,9 +16,9 @@ with breakdowns by kind.
 ``--commit REV`` runs postermap from that commit's ``src/`` (exported with git archive into
 benchmarks/.cache/heldout-src/) instead of the work tree, so a baseline can be measured
 while the tree is being changed, and an old commit can be compared with a new one on the
-very same sets. ``--postermap`` names another command to run. ``--run-args`` adds options to every
-``postermap run`` (e.g. ``"--precision int8 --seed 7"``: the pipeline's seed, not the
-sets'), and ``--out`` names the results file, so variants can be compared run by run.
+very same sets. ``--postermap`` names another command to run. ``--run-args`` adds options
+to every ``postermap run`` (e.g. ``"--precision int8 --seed 7"``: the pipeline's seed, not
+the sets'), and ``--out`` names the results file, so variants can be compared run by run.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,10 @@ def shard_key(model: str, thumb_size: int, precision: str) -> str:
     return key if precision == "fp32" else f"{key}:{precision}"
 
 
+#: One embedder per worker process, kept between its tasks.
+_WORKER_EMBEDDERS: dict[str, Embedder] = {}
+
+
 def embed_shards(
     shards: list[tuple[list[Path], Path]],
     model: str,
@@ -110,10 +114,6 @@ def embed_shards(
         # nor be inherited by the worker processes of a later run (which would then
         # never look for the model's files themselves)
         _WORKER_EMBEDDERS.clear()
-
-
-#: One embedder per worker process, kept between its tasks.
-_WORKER_EMBEDDERS: dict[str, Embedder] = {}
 
 
 def embed_shard(
@@ -181,6 +181,12 @@ def save_shard(
     for name, rows in extras.items():
         atomic_save_npy(extra_path(path, name), rows)
     atomic_save_npy(path, features)
+
+
+def shard_done(shard: Path, extras: Iterable[str]) -> bool:
+    """Whether ``shard`` was finished: its features and every extra pooling it should have
+    (the ``.npy`` alone is written last, but a model with new poolings must redo it)."""
+    return shard.exists() and all(extra_path(shard, name).exists() for name in extras)
 
 
 def extra_path(shard: Path, name: str) -> Path:

@@ -60,7 +60,14 @@ from postermap.clustering.summary import cluster_table, summarise_clusters
 from postermap.config import Settings
 from postermap.curation import read_curation
 from postermap.embedders import extras_of
-from postermap.embedding import embed_shards, extra_path, read_failures, shard_digest, shard_key
+from postermap.embedding import (
+    embed_shards,
+    extra_path,
+    read_failures,
+    shard_digest,
+    shard_done,
+    shard_key,
+)
 from postermap.errors import SettingsError
 from postermap.grid import rotate, rows_down
 from postermap.grid.insert import cell_units, insert_points
@@ -232,7 +239,7 @@ def _embed_new(ws: Workspace, settings: Settings) -> dict[str, Any]:
     todo = [
         ([ws.thumb_path(h) for h in shard], path)
         for shard, path in zip(shards, paths, strict=True)
-        if not all(p.exists() for p in [path, *(extra_path(path, n) for n in extras)])
+        if not shard_done(path, extras)
     ]
     if todo:
         with make_runner(settings.ray, settings.workers) as runner:

@@ -33,6 +33,7 @@ from postermap.embedding import (
     failures_path,
     read_failures,
     shard_digest,
+    shard_done,
     shard_key,
 )
 from postermap.errors import NothingToMapError
@@ -67,11 +68,7 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         ws.shards_dir / f"{n:05d}-{shard_digest(key, s)}.npy" for n, s in enumerate(shards)
     ]
     extras = extras_of(settings.model)
-    todo = [
-        (s, p)
-        for s, p in zip(shards, shard_paths, strict=True)
-        if not all(q.exists() for q in [p, *(extra_path(p, name) for name in extras)])
-    ]
+    todo = [(s, p) for s, p in zip(shards, shard_paths, strict=True) if not shard_done(p, extras)]
     if len(todo) < len(shards):
         log.info(
             "embed: resuming, %d of %d shards already done", len(shards) - len(todo), len(shards)
