@@ -660,14 +660,36 @@ def _contrast(image: Image.Image) -> tuple[dict[str, float], np.ndarray]:
     edge_size = (min(128, image.width), min(128, image.height))
     g128 = np.asarray(gray.resize(edge_size, Image.Resampling.BILINEAR), dtype=np.float32)
     edges = _laplacian(g128)
-    busy = edges[edges >= 2]
+    # the Laplacian of whole grey levels is a whole number (0..2040): its percentiles come
+    # from one histogram, 8x faster than two partitions (and the same floats)
+    counts = np.bincount(edges.astype(np.int32).ravel())
     measures = {
         "gray_std": float(g64.std()),
         "detail": float(_laplacian(g64).mean()),
-        "edge_p99": float(np.percentile(edges, 99, method="linear")),
-        "edge_sharp": float(np.percentile(busy, 99, method="linear")) if busy.size else 0.0,
+        "edge_p99": _percentile_of_counts(counts, 99.0),
+        "edge_sharp": _percentile_of_counts(counts[2:], 99.0, offset=2),
     }
     return measures, edges
+
+
+def _percentile_of_counts(counts: np.ndarray, q: float, offset: int = 0) -> float:
+    """``np.percentile(values, q, method="linear")`` of whole numbers given as their
+    histogram (``counts[v]`` values equal to ``v + offset``), to the same float32
+    rounding; 0.0 when there are none."""
+    cumulative = np.cumsum(counts)
+    n = int(cumulative[-1]) if cumulative.size else 0
+    if n == 0:
+        return 0.0
+    virtual = (n - 1) * (q / 100)
+    below = int(np.floor(virtual))
+    above = min(below + 1, n - 1)
+    # the k-th smallest value (from 0) is the first whose cumulative count exceeds k
+    a = np.float32(np.searchsorted(cumulative, below, side="right") + offset)
+    b = np.float32(np.searchsorted(cumulative, above, side="right") + offset)
+    # numpy's interpolation, term for term (a Python float weight keeps float32 maths)
+    t = virtual - below
+    diff = b - a
+    return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
 
 
 def _flat_in(edges: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> float:

@@ -163,3 +163,21 @@ def test_every_format_is_generated():
     out = io.BytesIO()
     Image.new("RGB", (4, 4)).save(out, "PNG")
     assert reference_decode(out.getvalue()).decodes
+
+
+@settings(FAST, max_examples=200)
+@given(
+    values=st.lists(st.integers(0, 2040), min_size=0, max_size=3000),
+    offset=st.integers(0, 3),
+    q=st.sampled_from([0.0, 50.0, 99.0, 100.0]),
+)
+def test_percentile_of_counts_is_numpys(values, offset, q):
+    """The edge percentiles are read off a histogram; they must be np.percentile's floats
+    (float32 Laplacian values, the linear method), or measures would shift between runs."""
+    from postermap.images import _percentile_of_counts
+
+    array = np.array(values, np.float32)
+    kept = array[array >= offset]
+    counts = np.bincount(array.astype(np.int32), minlength=1)[offset:]
+    expected = float(np.percentile(kept, q, method="linear")) if kept.size else 0.0
+    assert _percentile_of_counts(counts, q, offset=offset) == expected
