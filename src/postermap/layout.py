@@ -11,7 +11,9 @@ makes it single-threaded: the same layout on every run).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +86,80 @@ def tsne_layout(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int) 
     tsne = TSNE(
         n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs, verbose=False
     )
-    return np.asarray(tsne.fit(reduced), dtype=np.float64)
+    with exact_fast_fft(n_jobs):
+        return np.asarray(tsne.fit(reduced), dtype=np.float64)
+
+
+#: FFT sizes (elements) from which a transform is split over threads; below it, waking
+#: them costs more than it saves (measured: 600x600 no faster, 1200x1200 1.5-2x)
+THREADED_FFT = 800 * 800
+
+
+@contextlib.contextmanager
+def exact_fast_fft(workers: int) -> Iterator[None]:
+    """Inside: ``numpy.fft.rfft2`` and ``irfft2`` give the same arrays, bit for bit,
+    faster (scipy's pocketfft, threaded for large grids; zero rows skipped).
+
+    openTSNE's PyPI build computes the FFT gradient with numpy's 2-D transforms (its
+    FFTW path is compiled only where FFTW is installed): nine per iteration on a grid
+    up to ~1,200 px square, half of the reduce stage's time at 20k images. Its forward
+    inputs are zero outside their top-left quadrant, so the row transforms of the empty
+    rows are zeros and need not be computed. The replacements keep numpy's semantics
+    for every input (anything but a plain 2-D float transform goes to numpy itself), so
+    another caller in the process is not affected; the layout stays the same (tested).
+    """
+    fft = np.fft
+    numpy_rfft2, numpy_irfft2 = fft.rfft2, fft.irfft2
+    fft.rfft2 = _exact_rfft2(numpy_rfft2, workers)
+    fft.irfft2 = _exact_irfft2(numpy_irfft2, workers)
+    try:
+        yield
+    finally:
+        fft.rfft2, fft.irfft2 = numpy_rfft2, numpy_irfft2
+
+
+def _plain_2d(a: np.ndarray, dtype: type, s: Any, axes: Any, norm: Any, out: Any) -> bool:
+    return (
+        a.ndim == 2
+        and a.dtype == dtype
+        and s is None
+        and tuple(axes) == (-2, -1)
+        and norm is None
+        and out is None
+    )
+
+
+def _exact_rfft2(numpy_rfft2: Any, workers: int) -> Any:
+    import scipy.fft
+
+    def rfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+        a = np.asarray(a)
+        if not _plain_2d(a, np.float64, s, axes, norm, out):
+            return numpy_rfft2(a, s=s, axes=axes, norm=norm, out=out)
+        threads = workers if a.size >= THREADED_FFT else 1
+        # numpy's rfft2 is the real transform of each row, then the complex transform
+        # of each column: the same steps, without the rows that are all zeros
+        filled = np.flatnonzero(a.any(axis=1))
+        used = int(filled[-1]) + 1 if filled.size else 0
+        rows = np.zeros((a.shape[0], a.shape[1] // 2 + 1), np.complex128)
+        rows[:used] = scipy.fft.rfft(a[:used], axis=1, workers=threads)
+        return scipy.fft.fft(rows, axis=0, overwrite_x=True, workers=threads)
+
+    return rfft2
+
+
+def _exact_irfft2(numpy_irfft2: Any, workers: int) -> Any:
+    import scipy.fft
+
+    def irfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+        a = np.asarray(a)
+        if not _plain_2d(a, np.complex128, s, axes, norm, out):
+            return numpy_irfft2(a, s=s, axes=axes, norm=norm, out=out)
+        threads = workers if 2 * a.size >= THREADED_FFT else 1
+        columns = scipy.fft.ifft(a, axis=0, workers=threads)
+        return scipy.fft.irfft(columns, axis=1, overwrite_x=True, workers=threads)
+
+    return irfft2
 
 
 #: openTSNE's recipe for adding points to a finished embedding (``TSNEEmbedding.transform``):
@@ -152,14 +227,15 @@ def tsne_place(
         negative_gradient_method="fft",
         n_jobs=n_jobs,
     )
-    moving.optimize(
-        n_iter=PARTIAL_ITERATIONS,
-        learning_rate=0.1,
-        exaggeration=1.5,
-        momentum=0.8,
-        max_grad_norm=0.25,
-        inplace=True,
-    )
+    with exact_fast_fft(n_jobs):
+        moving.optimize(
+            n_iter=PARTIAL_ITERATIONS,
+            learning_rate=0.1,
+            exaggeration=1.5,
+            momentum=0.8,
+            max_grad_norm=0.25,
+            inplace=True,
+        )
     out[usable] = np.asarray(moving, dtype=np.float64) + centre
     return out
 
