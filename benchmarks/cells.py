@@ -29,10 +29,18 @@ SCALE_THUMBS = [CACHE / f"scale-{n}" / "ws" / "thumbs" for n in (169000, 20000)]
 
 
 def lanczos_cell(path: str, width: int, height: int, bg: list[int]) -> np.ndarray:
-    """The baseline: a full Pillow decode, then one Lanczos resize into the cell."""
+    """The baseline, as the tile stage drew cells before: a full Pillow decode, then one
+    Lanczos resize of the centred crop into the cell (an image that does not fill its
+    cell is placed as the stage places it now)."""
     with Image.open(path) as opened:
         image = opened.convert("RGB")
-    return place_in_cell(image, fills_cell(*image.size, width, height), width, height, bg)
+    w, h = image.size
+    if not fills_cell(w, h, width, height):
+        return place_in_cell(np.asarray(image), False, width, height, bg)
+    scale = max(width / w, height / h)
+    left, top = (w - width / scale) / 2, (h - height / scale) / 2
+    box = (left, top, left + width / scale, top + height / scale)
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS, box=box))
 
 
 def main() -> None:

@@ -353,14 +353,19 @@ def render_row(
     import pyvips
 
     width, height = cell
-    strip = np.full((height, width * len(thumbs), 3), bg, np.uint8)
+    # every cell is written once: pixels, or the background where there are none (a
+    # strip filled first and then drawn over wrote each of its ~16 MB twice)
+    strip = np.empty((height, width * len(thumbs), 3), np.uint8)
     failed = {}
     for col, path in enumerate(thumbs):
+        target = strip[:, col * width : (col + 1) * width]
         if path is None:
+            target[:] = bg
             continue
         try:
-            strip[:, col * width : (col + 1) * width] = cell_pixels_of(path, width, height, bg)
+            target[:] = cell_pixels_of(path, width, height, bg)
         except DECODE_ERRORS as err:
+            target[:] = bg
             failed[col] = not_drawn(err)
     image = pyvips.Image.new_from_memory(strip.data, strip.shape[1], height, 3, "uchar")
     try:
@@ -415,41 +420,42 @@ def cell_pixels_of(path: str, width: int, height: int, bg: list[int]) -> np.ndar
     """
     data = Path(path).read_bytes()
     size = _jpeg_size(data)
-    image = None
+    pixels = None
     if size is None:  # not a JPEG libjpeg-turbo reads: Pillow decodes it, or says why not
         with Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB")
-        size = image.size
+            pixels = np.asarray(opened.convert("RGB"))
+        size = (pixels.shape[1], pixels.shape[0])
     fill = fills_cell(*size, width, height)
-    if image is None:
-        image = _decoded_at_least(
-            data, (width, height) if fill else _fitted_size(size, width, height)
-        )
-    return place_in_cell(image, fill, width, height, bg)
+    if pixels is None:
+        wanted = (width, height) if fill else _fitted_size(size, width, height)
+        pixels = _decoded_at_least(data, wanted)
+    return place_in_cell(pixels, fill, width, height, bg)
 
 
 def place_in_cell(
-    image: Image.Image, fill: bool, width: int, height: int, bg: list[int]
+    pixels: np.ndarray, fill: bool, width: int, height: int, bg: list[int]
 ) -> np.ndarray:
-    """The (height, width, 3) cell showing ``image`` (RGB): cropped about its centre to
-    fill the cell, or fitted inside it on ``bg``; resized with Lanczos only where it is
-    not the size it needs already."""
-    w, h = image.size
+    """The (height, width, 3) cell showing the RGB ``pixels``: cropped about their
+    centre to fill the cell, or fitted inside it on ``bg``; resized with Lanczos only
+    where they are not the size the cell needs already (a crop is a view of them)."""
+    h, w = pixels.shape[:2]
     if fill:
         scale = max(width / w, height / h)
         if scale == 1.0:  # one side fits already: a crop
             left, top = (w - width) // 2, (h - height) // 2
-            return np.array(image.crop((left, top, left + width, top + height)))
+            return pixels[top : top + height, left : left + width]
         left, top = (w - width / scale) / 2, (h - height / scale) / 2
         box = (left, top, left + width / scale, top + height / scale)
+        image = Image.fromarray(pixels, "RGB")
         return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS, box=box))
     size = _fitted_size((w, h), width, height)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    pixels = np.full((height, width, 3), bg, np.uint8)
+    if (w, h) != size:
+        image = Image.fromarray(pixels, "RGB")
+        pixels = np.asarray(image.resize(size, Image.Resampling.LANCZOS))
+    out = np.full((height, width, 3), bg, np.uint8)
     x, y = (width - size[0]) // 2, (height - size[1]) // 2
-    pixels[y : y + size[1], x : x + size[0]] = np.asarray(image)
-    return pixels
+    out[y : y + size[1], x : x + size[0]] = pixels
+    return out
 
 
 def _fitted_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
@@ -472,20 +478,17 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def _decoded_at_least(data: bytes, size: tuple[int, int]) -> Image.Image:
-    """The JPEG ``data`` decoded at the smallest n/8 scale with both sides at least
-    ``size`` (full size if none is smaller); a file libjpeg-turbo gives up on is decoded
-    by Pillow, which raises what is wrong with it."""
+def _decoded_at_least(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The RGB pixels of the JPEG ``data`` decoded at the smallest n/8 scale with both
+    sides at least ``size`` (full size if none is smaller); a file libjpeg-turbo gives up
+    on is decoded by Pillow, which raises what is wrong with it."""
     import simplejpeg
 
     try:
-        array = simplejpeg.decode_jpeg(
-            data, colorspace="RGB", min_width=size[0], min_height=size[1]
-        )
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1])
     except ValueError:
         with Image.open(io.BytesIO(data)) as opened:
-            return opened.convert("RGB")
-    return Image.fromarray(array, "RGB")
+            return np.asarray(opened.convert("RGB"))
 
 
 def raise_if_full(path: Path, err: Exception) -> None:

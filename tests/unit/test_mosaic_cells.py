@@ -25,7 +25,7 @@ def test_cells_from_scaled_jpeg_decodes_look_like_a_lanczos_resize(tmp_path, mod
     pixels = cell_pixels_of(str(path), *cell, [0, 0, 0])
     assert pixels.shape == (cell[1], cell[0], 3) and pixels.dtype == np.uint8
     with Image.open(path) as opened:
-        reference = place_in_cell(opened.convert("RGB"), True, *cell, [0, 0, 0])
+        reference = place_in_cell(np.asarray(opened.convert("RGB")), True, *cell, [0, 0, 0])
     assert np.abs(pixels.astype(int) - reference).mean() < 3
 
 
