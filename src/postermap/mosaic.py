@@ -1,8 +1,9 @@
 """The grid mosaic as a deep-zoom pyramid (pyvips ``dzsave``, Google tile layout).
 
-The mosaic is built one grid row at a time: each row's thumbnails are drawn (Pillow) into
-one array and written as an uncompressed ``.v`` strip by :func:`render_row`, rows in
-parallel on the run's runner (local processes or Ray tasks), so at most one row of
+The mosaic is built one grid row at a time: each row's thumbnails are drawn (JPEGs
+decoded at n/8 scale, :func:`cell_pixels_of`) into one array and written as an
+uncompressed ``.v`` strip by :func:`render_row`, rows in parallel on the run's runner
+(local processes or Ray tasks), so at most one row of
 thumbnails per worker is open at once (one lazy pyvips image per cell for the whole grid
 holds ~170 KB each: 3.4 GB at 20k images). The strips are then joined, memory-mapped,
 and ``dzsave`` streams the pyramid from them. Temporary disk: the raw mosaic (3 bytes per
@@ -281,6 +282,8 @@ def _draw_tile(
             except DECODE_ERRORS as err:
                 failed[(r, c)] = not_drawn(err)
                 continue
+            # a cell can be a view of its decoded thumbnail: libvips needs one block
+            pixels = np.ascontiguousarray(pixels)
             image = pyvips.Image.new_from_memory(pixels.data, cw, ch, 3, "uchar")
             canvas = canvas.insert(image, c * cw - x0, r * ch - y0)
     return canvas, failed
@@ -412,11 +415,12 @@ def cell_pixels_of(path: str, width: int, height: int, bg: list[int]) -> np.ndar
     A thumbnail is a JPEG, and libjpeg-turbo can decode one at n/8 of its size in the
     inverse DCT itself (``simplejpeg``): decoded at the smallest such size that still
     covers the cell, a 2:3 thumbnail of 256 px comes out 192 px high, the cell's height,
-    and only a column is cropped, with no resampling at all (0.26 ms a cell, where a full
-    decode and a Lanczos resize in Pillow took 1.86 ms; the two differ by about one grey
-    level). Whatever that decode does not bring to the cell's size exactly is resized
-    with Lanczos from the smaller image, and a file it cannot read (not a JPEG, or
-    broken) goes through Pillow, whose errors name the problem.
+    and only a column is cropped, with no resampling at all (about 4x the cells per
+    second of a full decode and a Lanczos resize in Pillow, ``benchmarks/cells.py``; the
+    two differ by under one grey level on average). Whatever that decode does not bring
+    to the cell's size exactly is resized with Lanczos from the smaller image, and a file
+    it cannot read (not a JPEG, or broken) goes through Pillow, whose errors name the
+    problem. The cell may be a view of the decoded pixels.
     """
     data = Path(path).read_bytes()
     size = _jpeg_size(data)

@@ -143,24 +143,28 @@ def _pixels(path):
     )
 
 
-def test_a_partial_pyramid_update_matches_a_full_render(tmp_path):
+# PNG squares in square cells, and 2:3 JPEGs, whose cells are crops of a scaled decode
+@pytest.mark.parametrize(
+    ("suffix", "thumb", "cell"), [("png", (64, 64), (64, 64)), ("jpg", (86, 128), (64, 96))]
+)
+def test_a_partial_pyramid_update_matches_a_full_render(tmp_path, suffix, thumb, cell):
     from postermap.mosaic import pyramid_levels, render_pyramid, update_pyramid
     from postermap.runner import make_runner
     from tests.conftest import draw_image
 
     thumbs = [
-        str(draw_image(tmp_path / "t" / f"{i}.png", seed=i, size=(64, 64))) for i in range(40)
+        str(draw_image(tmp_path / "t" / f"{i}.{suffix}", seed=i, size=thumb)) for i in range(40)
     ]
     before = [[thumbs[r * 9 + c] if r * 9 + c < 36 else None for c in range(9)] for r in range(5)]
     after = [row[:] for row in before]
     after[0][0], after[4][8], after[4][0] = thumbs[38], thumbs[39], None  # new, new, emptied
     after = [*after, [thumbs[36], None, None, None, None, None, None, None, None]]  # grown
     changed = {(0, 0), (4, 8), (4, 0), (5, 0)}
-    args = ((64, 64), "#202124", 90)
+    args = (cell, "#202124", 90)
     with make_runner(None, 1) as runner:
         render_pyramid(before, *args, tmp_path / "old", runner)
         levels, _ = render_pyramid(after, *args, tmp_path / "full", runner)
-    assert levels == pyramid_levels(9 * 64, 6 * 64) == 3
+    assert levels == pyramid_levels(9 * cell[0], 6 * cell[1]) == 3
     with make_runner(None, 2, mp_context="spawn") as runner:  # tile rows in two processes
         got = update_pyramid(after, *args, tmp_path / "part", tmp_path / "old", changed, runner)
     assert got is not None and got[0] == levels and not got[1]
