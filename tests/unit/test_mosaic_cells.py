@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import random
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 
@@ -50,3 +55,25 @@ def test_cells_of_other_files_and_shapes(tmp_path):
         broken.write_bytes(data)
         with pytest.raises(DECODE_ERRORS):
             cell_pixels_of(str(broken), 128, 192, [0, 0, 0])
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cell=st.sampled_from([(128, 192), (32, 48), (64, 64)]))
+def test_a_broken_thumbnail_gives_a_cell_or_a_decode_error(tmp_path_factory, seed, cell):
+    """The tile stage leaves a cell blank on DECODE_ERRORS only: anything else the scaled
+    decoder raised on a damaged JPEG would stop the run."""
+    from postermap.images import DECODE_ERRORS
+    from postermap.mosaic import cell_pixels_of
+    from tests.fuzzing import mutate
+
+    rng = random.Random(seed)
+    buffer = io.BytesIO()
+    _gradient(171, 256).save(buffer, "JPEG", quality=90)
+    data, _ = mutate(buffer.getvalue(), rng)
+    path = tmp_path_factory.mktemp("cells") / "thumb.jpg"
+    path.write_bytes(data)
+    try:
+        pixels = cell_pixels_of(str(path), *cell, [0, 0, 0])
+    except DECODE_ERRORS:
+        return
+    assert pixels.shape == (cell[1], cell[0], 3) and pixels.dtype == np.uint8
