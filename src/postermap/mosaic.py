@@ -13,7 +13,6 @@ pixel; ~8 GB at 169k images of 128 px cells), removed afterwards.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import logging
 import math
@@ -426,13 +425,12 @@ def cell_pixels_of(path: str, width: int, height: int, bg: list[int]) -> np.ndar
     size = _jpeg_size(data)
     pixels = None
     if size is None:  # not a JPEG libjpeg-turbo reads: Pillow decodes it, or says why not
-        with Image.open(io.BytesIO(data)) as opened:
-            pixels = np.asarray(opened.convert("RGB"))
+        pixels = _pillow_pixels(path)
         size = (pixels.shape[1], pixels.shape[0])
     fill = fills_cell(*size, width, height)
     if pixels is None:
         wanted = (width, height) if fill else _fitted_size(size, width, height)
-        pixels = _decoded_at_least(data, wanted)
+        pixels = _decoded_at_least(path, data, wanted)
     return place_in_cell(pixels, fill, width, height, bg)
 
 
@@ -482,17 +480,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def _decoded_at_least(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """The RGB pixels of the JPEG ``data`` decoded at the smallest n/8 scale with both
-    sides at least ``size`` (full size if none is smaller); a file libjpeg-turbo gives up
-    on is decoded by Pillow, which raises what is wrong with it."""
+def _decoded_at_least(path: str, data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The RGB pixels of the JPEG ``data`` (the file at ``path``) decoded at the smallest
+    n/8 scale with both sides at least ``size`` (full size if none is smaller); a file
+    libjpeg-turbo gives up on is decoded by Pillow, which raises what is wrong with it."""
     import simplejpeg
 
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1])
     except ValueError:
-        with Image.open(io.BytesIO(data)) as opened:
-            return np.asarray(opened.convert("RGB"))
+        return _pillow_pixels(path)
+
+
+def _pillow_pixels(path: str) -> np.ndarray:
+    """The RGB pixels of the file at ``path`` as Pillow decodes it. Opened by its path, not
+    from the bytes already read: Pillow's errors then name the file (a cell's
+    ``render_error``), not a memory address."""
+    with Image.open(path) as opened:
+        return np.asarray(opened.convert("RGB"))
 
 
 def raise_if_full(path: Path, err: Exception) -> None:
