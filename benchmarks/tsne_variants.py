@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CACHE, write_result
+from benchmarks.common import CACHE, sampled_knn_kept, write_result
 from postermap.vectors import Projection, normalise
 from postermap.workspace import Workspace
 
@@ -31,18 +31,6 @@ VARIANTS = {
 }
 SAMPLE = 5000
 K = 10
-
-
-def sampled_knn_kept(unit: np.ndarray, xy: np.ndarray, queries: np.ndarray) -> float:
-    """kNN kept (k = ``K``) of the ``queries`` rows, against all rows."""
-    from sklearn.neighbors import NearestNeighbors
-
-    sims = unit[queries] @ unit.T
-    sims[np.arange(len(queries)), queries] = -np.inf
-    high = np.argpartition(-sims, K, axis=1)[:, :K]
-    del sims
-    low = NearestNeighbors(n_neighbors=K + 1).fit(xy).kneighbors(xy[queries])[1][:, 1:]
-    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(high, low, strict=True)]))
 
 
 def main() -> None:
@@ -69,7 +57,7 @@ def main() -> None:
         )
         xy = np.asarray(tsne.fit(reduced))
         seconds = time.perf_counter() - start
-        results[name] = {"seconds": seconds, "knn_kept": sampled_knn_kept(unit, xy, queries)}
+        results[name] = {"seconds": seconds, "knn_kept": sampled_knn_kept(unit, xy, queries, K)}
         print(f"{name}: {seconds:.0f} s, kNN kept {results[name]['knn_kept']:.3f}", flush=True)
     base = results.get("default")
     if base:
