@@ -4,6 +4,7 @@
     python -m benchmarks.scale --n 20000       # a quicker look
     python -m benchmarks.scale --n 1000000 --features-only   # post-embed stages at 1M
     python -m benchmarks.scale --n 169000 --again clean,reduce --profile   # profiles
+    python -m benchmarks.scale --n 169000 --sample   # timed, every process sampled
 
 Generates N poster-sized JPEGs (300x450: gradient, shapes, noise, a title band; cached in
 benchmarks/.cache/scale-N/images, made in parallel), then runs each stage as its own
@@ -27,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -147,9 +150,12 @@ def features_workspace(n: int, root: Path, seed: int = 0) -> Path:
     return ws.root
 
 
-def run_stage(args: list[str], profile: Path | None = None) -> tuple[float, float, int]:
-    """(seconds, peak RSS MB, exit code) of one postermap process (under cProfile, its
-    statistics written to ``profile``, when given)."""
+def run_stage(
+    args: list[str], profile: Path | None = None, samples: Path | None = None
+) -> tuple[float, float, int]:
+    """(seconds, peak RSS MB, exit code) of one postermap process: under cProfile, its
+    statistics written to ``profile``, when given; sampled by py-spy with every worker
+    process it starts, the stacks written to ``samples``, when given."""
     start = time.perf_counter()
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile else []
     proc = subprocess.Popen(
@@ -157,8 +163,26 @@ def run_stage(args: list[str], profile: Path | None = None) -> tuple[float, floa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    spy = None
+    if samples:
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                f"--pid={proc.pid}",
+                "--subprocesses",
+                "--nonblocking",  # never pauses the stage: ~1% of a core at this rate
+                f"--rate={SAMPLE_RATE}",
+                "--format=raw",
+                f"--output={samples}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    if spy:
+        spy.wait()  # it stops when the stage has ended, and writes its file then
     if status != 0:
         sys.stderr.write(proc.stderr.read().decode()[-3000:])
     return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
@@ -184,6 +208,37 @@ def top_lines(profile: Path, count: int = 12) -> list[str]:
     return lines
 
 
+SAMPLE_RATE = 25  # samples per second and process
+NOT_WORK = ("runpy", "click/", "postermap/cli.py", "postermap/pipeline.py", "multiprocessing/")
+NOT_WORK += ("concurrent/", "threading.py", "<module>", "<frozen importlib")
+
+
+def sampled_lines(samples: Path, count: int = 12) -> list[str]:
+    """The functions on most of a py-spy raw file's samples (every process of the stage,
+    active threads only), one line each: ``% of samples with it on the stack  % with it
+    on top  function (file)``; the command line's and the process pools' frames left out."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in samples.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = [
+            re.sub(r":\d+\)$", ")", frame)  # a function, not each of its lines
+            for frame in stack.split(";")
+            if not frame.startswith(("process ", "thread "))
+        ]
+        total += int(number)
+        for frame in set(frames):
+            inclusive[frame] += int(number)
+        if frames:
+            own[frames[-1]] += int(number)
+    rows = [(n, f) for f, n in inclusive.items() if not any(s in f for s in NOT_WORK)]
+    return [
+        f"{100 * n / total:5.1f}% {100 * own[f] / total:5.1f}% {f}"
+        for n, f in sorted(rows, reverse=True)[:count]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=169_000)
@@ -204,6 +259,12 @@ def main() -> None:
         help="comma-separated stages to run again (--force) on the workspace an earlier "
         "run left, without generating or wiping anything; the result goes to "
         "scale-N-again.json (with --profile: each stage's profile at full scale)",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="sample every process of each stage with py-spy while it is timed, and "
+        "keep the functions on most samples",
     )
     args = parser.parse_args()
     if args.again:
@@ -244,7 +305,10 @@ def main() -> None:
         profile = root / "profiles" / f"{stage}.prof" if args.profile else None
         if profile:
             profile.parent.mkdir(parents=True, exist_ok=True)
-        seconds, rss, code = run_stage(command, profile)
+        samples = root / "samples" / f"{stage}.txt" if args.sample else None
+        if samples:
+            samples.parent.mkdir(parents=True, exist_ok=True)
+        seconds, rss, code = run_stage(command, profile, samples)
         rows.append(
             {
                 "stage": stage,
@@ -257,6 +321,9 @@ def main() -> None:
         if profile and profile.exists():
             rows[-1]["profile"] = top_lines(profile)
             print("\n".join(rows[-1]["profile"]), flush=True)
+        if samples and samples.exists():
+            rows[-1]["samples"] = sampled_lines(samples)
+            print("\n".join(rows[-1]["samples"]), flush=True)
         print(
             f"stage: {stage} seconds: {seconds:.1f} images_per_s: {args.n / seconds:.0f} "
             f"peak_rss_mb: {rss:.0f} exit: {code}",
