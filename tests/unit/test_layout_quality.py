@@ -45,3 +45,35 @@ def test_trustworthiness_on_a_seeded_sample():
     first = trustworthiness(features, layout, k=10, sample=100, seed=3)
     assert first == trustworthiness(features, layout, k=10, sample=100, seed=3)
     assert 0.0 <= first <= 1.0
+
+
+def test_the_sampled_kNN_kept_of_every_row_is_knn_preservation():
+    # benchmarks' scalable version (exact search for the sampled rows only) must agree
+    # with the library's measure when every row is sampled, across its 500-row chunks
+    from benchmarks.common import sampled_knn_kept
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(10, 20)) * 4
+    features = centres[rng.integers(0, 10, 1200)] + rng.normal(size=(1200, 20))
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    layout = PCA(2, random_state=0).fit_transform(unit)
+    every = np.arange(len(unit))
+    assert sampled_knn_kept(unit, layout, every, 10) == pytest.approx(
+        knn_preservation(features, layout, k=10)
+    )
+    assert sampled_knn_kept(unit, unit, every[::7], 10) == 1.0  # the features themselves
+
+
+def test_sampled_lines_counts_each_function_once_per_sample(tmp_path):
+    from benchmarks.scale import sampled_lines
+
+    raw = tmp_path / "samples.txt"
+    raw.write_text(
+        'process 1:"python -m postermap tiles";thread 0x1;run (postermap/stages/tiles.py:9);'
+        "draw (postermap/mosaic.py:3);draw (postermap/mosaic.py:5) 3\n"
+        'process 1:"python -m postermap tiles";thread 0x1;run (postermap/stages/tiles.py:9) 1\n'
+    )
+    lines = sampled_lines(raw)
+    assert lines[0].split() == ["100.0%", "25.0%", "run", "(postermap/stages/tiles.py)"]
+    # on the stack in 3 of 4 samples (twice in one stack, counted once), on top in all 3
+    assert lines[1].split() == ["75.0%", "75.0%", "draw", "(postermap/mosaic.py)"]
