@@ -61,23 +61,6 @@ def blob_layout(n: int, seed: int = 0) -> np.ndarray:
     return xy
 
 
-def sampled_knn_kept(unit: np.ndarray, xy: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
-    """kNN kept of the ``queries`` rows: the share of each one's ``k`` most similar rows of
-    ``unit`` (exact cosine among all rows; ``unit`` is L2-normalised) that are among its
-    ``k`` nearest in ``xy``. :func:`postermap.layout.knn_preservation` scores every row;
-    this one scales to a million rows because only the queries are searched exactly."""
-    from sklearn.neighbors import NearestNeighbors
-
-    high = np.empty((len(queries), k), np.int64)
-    for start in range(0, len(queries), 500):  # 500 x N similarities at a time
-        chunk = queries[start : start + 500]
-        sims = unit[chunk] @ unit.T
-        sims[np.arange(len(chunk)), chunk] = -np.inf
-        high[start : start + len(chunk)] = np.argpartition(-sims, k, axis=1)[:, :k]
-    low = NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy[queries])[1][:, 1:]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low, strict=True)]))
-
-
 def heldout_set(name: str, seed: int, rebuild: bool = False) -> tuple[Path, float | None]:
     """A labelled set of ``tests/heldout`` built into ``CACHE/heldout/NAME-SEED`` once (its
     sources fetched beforehand), and the seconds building took (None: from the cache). The

@@ -9,7 +9,7 @@ For each workspace, on the images of its layout (what the reduce stage placed):
 * **kNN kept** by the layout and by the grid: for 5,000 sampled images, the share of
   their 10 most similar images (exact cosine over the full features, among all images on
   the layout) that are among their 10 nearest on the layout, and among their 10 nearest
-  cells on the grid (:func:`benchmarks.common.sampled_knn_kept`);
+  cells on the grid (:func:`postermap.layout.knn_preservation` with ``sample``);
 * the **grid cost** the grid stage recorded (squared distances from each normalised point
   to its cell's centre, :func:`postermap.grid.grid_cost`).
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import sampled_knn_kept, write_result
+from benchmarks.common import write_result
 from postermap.grid import cell_centres
-from postermap.layout import trustworthiness
+from postermap.layout import knn_preservation, trustworthiness
 from postermap.vectors import normalise
 from postermap.workspace import Workspace
 
@@ -43,8 +43,6 @@ def quality(root: Path) -> dict:
     layout = ws.read_layout()
     features, rows = ws.embedding_rows(layout.ids)
     unit = normalise(np.asarray(features[rows], dtype=np.float32))
-    rng = np.random.default_rng(0)
-    queries = np.sort(rng.choice(len(rows), min(SAMPLE, len(rows)), replace=False))
     grid = ws.read_grid()
     position = {image_id: i for i, image_id in enumerate(grid.ids.tolist())}
     cells = grid.cells[[position[i] for i in layout.ids.tolist()]]
@@ -55,8 +53,8 @@ def quality(root: Path) -> dict:
         "workspace": str(root),
         "images": len(rows),
         "trustworthiness": trustworthiness(unit, layout.xy, k=K, sample=SAMPLE),
-        "knn_kept_layout": sampled_knn_kept(unit, layout.xy, queries, K),
-        "knn_kept_grid": sampled_knn_kept(unit, centres, queries, K),
+        "knn_kept_layout": knn_preservation(unit, layout.xy, K, sample=SAMPLE),
+        "knn_kept_grid": knn_preservation(unit, centres, K, sample=SAMPLE),
         "grid": f"{grid.rows} x {grid.cols}",
         "grid_cost": marker.get("cost"),
     }

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CACHE, sampled_knn_kept, write_result
+from benchmarks.common import CACHE, write_result
+from postermap.layout import knn_preservation
 from postermap.vectors import Projection, normalise
 from postermap.workspace import Workspace
 
@@ -46,8 +47,6 @@ def main() -> None:
     projection = Projection.fit(features, rows, 50, args.seed, renormalise=False)
     reduced = projection.transform(features, rows)
     unit = normalise(np.asarray(features[rows], dtype=np.float32))
-    sample = min(SAMPLE, len(rows))
-    queries = np.sort(np.random.default_rng(0).choice(len(rows), sample, replace=False))
     print(f"{len(rows)} images, PCA-{reduced.shape[1]}")
     results = {}
     for name in args.variants:
@@ -57,7 +56,10 @@ def main() -> None:
         )
         xy = np.asarray(tsne.fit(reduced))
         seconds = time.perf_counter() - start
-        results[name] = {"seconds": seconds, "knn_kept": sampled_knn_kept(unit, xy, queries, K)}
+        results[name] = {
+            "seconds": seconds,
+            "knn_kept": knn_preservation(unit, xy, K, sample=SAMPLE),
+        }
         print(f"{name}: {seconds:.0f} s, kNN kept {results[name]['knn_kept']:.3f}", flush=True)
     base = results.get("default")
     if base:

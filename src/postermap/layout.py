@@ -277,24 +277,42 @@ def trustworthiness(
     return float(sklearn_trustworthiness(unit, layout, n_neighbors=max(k, 1)))
 
 
-def knn_preservation(features: np.ndarray, xy: np.ndarray, k: int = 10) -> float:
+def knn_preservation(
+    features: np.ndarray, xy: np.ndarray, k: int = 10, sample: int | None = None, seed: int = 0
+) -> float:
     """The share of each point's ``k`` nearest neighbours in the (L2-normalised)
     features that are among its ``k`` nearest in the layout, averaged over all points
-    (1.0: every neighbourhood kept; a random layout keeps about k / N)."""
-    from sklearn.neighbors import NearestNeighbors
+    (1.0: every neighbourhood kept; a random layout keeps about k / N).
 
+    With ``sample``, a seeded random sample of that many points is scored, each against
+    all points: only the sample is searched exactly, so this scales to a million points.
+    """
     from postermap.vectors import normalise
 
     n = len(xy)
     k = min(k, n - 1)
-    unit = normalise(np.asarray(features))
-    # kneighbors() without points: each point's k nearest others (itself left out)
-    high = NearestNeighbors(n_neighbors=k).fit(unit).kneighbors(return_distance=False)
-    low = NearestNeighbors(n_neighbors=k).fit(xy).kneighbors(return_distance=False)
+    picked = _sample(n, sample, seed) if sample else np.arange(n)
+    high = _nearest_others(normalise(np.asarray(features)), picked, k)
+    low = _nearest_others(np.asarray(xy), picked, k)
     both = np.concatenate([high, low], axis=1)
     both.sort(axis=1)
     kept = int((both[:, 1:] == both[:, :-1]).sum())  # each shared neighbour once per row
-    return kept / (n * k)
+    return kept / (len(picked) * k)
+
+
+def _nearest_others(points: np.ndarray, picked: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest other points of each ``picked`` point: itself left out wherever
+    a tie sorts it, the farthest of ``k + 1`` dropped where it is not among them."""
+    from sklearn.neighbors import NearestNeighbors
+
+    found = (
+        NearestNeighbors(n_neighbors=k + 1)
+        .fit(points)
+        .kneighbors(points[picked], return_distance=False)
+    )
+    keep = found != picked[:, None]
+    keep[keep.sum(axis=1) > k, -1] = False
+    return found[keep].reshape(len(picked), k)
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:

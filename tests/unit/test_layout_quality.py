@@ -47,21 +47,27 @@ def test_trustworthiness_on_a_seeded_sample():
     assert 0.0 <= first <= 1.0
 
 
-def test_the_sampled_kNN_kept_of_every_row_is_knn_preservation():
-    # benchmarks' scalable version (exact search for the sampled rows only) must agree
-    # with the library's measure when every row is sampled, across its 500-row chunks
-    from benchmarks.common import sampled_knn_kept
+def test_a_sampled_knn_preservation_scores_the_sampled_rows_against_all():
+    # the sampled measure (exact search for the sampled rows only, for a million points)
+    # is the mean of the full measure's per-row shares over the rows it samples
+    from sklearn.neighbors import NearestNeighbors
+
+    from postermap.layout import _sample
 
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(10, 20)) * 4
     features = centres[rng.integers(0, 10, 1200)] + rng.normal(size=(1200, 20))
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     layout = PCA(2, random_state=0).fit_transform(unit)
-    every = np.arange(len(unit))
-    assert sampled_knn_kept(unit, layout, every, 10) == pytest.approx(
-        knn_preservation(features, layout, k=10)
+    high = NearestNeighbors(n_neighbors=10).fit(unit).kneighbors(return_distance=False)
+    low = NearestNeighbors(n_neighbors=10).fit(layout).kneighbors(return_distance=False)
+    per_row = np.array([len(set(a) & set(b)) / 10 for a, b in zip(high, low, strict=True)])
+    picked = _sample(1200, 300, 5)
+    assert knn_preservation(features, layout, k=10, sample=300, seed=5) == pytest.approx(
+        per_row[picked].mean()
     )
-    assert sampled_knn_kept(unit, unit, every[::7], 10) == 1.0  # the features themselves
+    assert knn_preservation(features, layout, k=10) == pytest.approx(per_row.mean())
+    assert knn_preservation(unit, unit, k=10, sample=200) == 1.0  # the features themselves
 
 
 def test_sampled_lines_counts_each_function_once_per_sample(tmp_path):
