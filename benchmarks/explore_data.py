@@ -136,7 +136,10 @@ def synthetic_site(n: int, out: Path, seed: int = 0) -> Path:
     ]
     out.mkdir(parents=True, exist_ok=True)
     site_module.copy_viewer(out)
-    similar = {it["id"]: [[int(j), 0.9] for j in rng.integers(0, n, 5)] for it in items[:1]}
+    # five neighbours for the first image, none for the rest
+    neighbour_items = np.full((n, 5), -1, dtype=np.int32)
+    neighbour_items[0] = rng.integers(0, n, 5)
+    similar = site_module.Similar(neighbour_items, np.full((n, 5), 0.9, np.float32))
     classes = rng.integers(0, 1000, size=(n, 5)).astype(np.int16)
     probs = np.sort(rng.random((n, 5)).astype(np.float32), axis=1)[:, ::-1]
     width, height = cols * cell[0], rows * cell[1]

@@ -2,8 +2,8 @@
 that lead to them.
 
 The embedder's classifier head turns the stored features into ImageNet class
-probabilities (:func:`top_classes`, read chunk by chunk from the memory-mapped features,
-so 1M images never need 4 GB of probabilities at once). Each image keeps its
+probabilities (:func:`top_classes`, read chunk by chunk from the features file, so 1M
+images never need 4 GB of probabilities, nor the 5 GB file, in memory at once). Each image keeps its
 :data:`TOP_K` most probable classes; those with at least :data:`MIN_PROBABILITY` go into
 one small file per class (:func:`write_class_index`), which the viewer fetches only for
 the classes a query names.
@@ -42,20 +42,21 @@ TABLE = ("viewer", "vendor", "wordnet", "imagenet-concepts.json")
 
 
 def top_classes(
-    vectors: np.ndarray,
+    read: Callable[[np.ndarray], np.ndarray],
     rows: np.ndarray,
     probabilities: Callable[[np.ndarray], np.ndarray],
     k: int = TOP_K,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(classes int16 (N, k), probabilities float32 (N, k)), best first, of the feature
-    rows ``rows`` of ``vectors``, computed :data:`CHUNK` rows at a time."""
+    rows ``rows``, read :data:`CHUNK` rows at a time by ``read`` (rows -> float32 vectors;
+    :meth:`postermap.workspace.Embeddings.take`)."""
     n = len(rows)
     classes = np.zeros((n, k), dtype=np.int16)
     probs = np.zeros((n, k), dtype=np.float32)
     for start in range(0, n, CHUNK):
         chunk_rows = rows[start : start + CHUNK]
-        order = np.argsort(chunk_rows)  # read the memory map forwards
-        block = np.asarray(vectors[chunk_rows[order]], dtype=np.float32)
+        order = np.argsort(chunk_rows)  # read the file forwards
+        block = read(chunk_rows[order])
         p = probabilities(block)
         top = np.argpartition(-p, k - 1, axis=1)[:, :k]
         top_p = np.take_along_axis(p, top, axis=1)
@@ -137,4 +138,4 @@ def picture_classes(
         log.warning("concepts: model %s has no classifier; no search by picture", model)
         return None
     embeddings = ws.read_embeddings()
-    return top_classes(embeddings.vectors, embeddings.rows_of(content_hashes), probabilities)
+    return top_classes(embeddings.take, embeddings.rows_of(content_hashes), probabilities)

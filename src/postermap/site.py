@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def write_site_data(
     grid: Grid,
     levels: int,
     clusters: list[dict],
-    similar: dict[str, list],
+    similar: Similar,
     cell: tuple[int, int],
     background: str,
     top_classes: tuple[np.ndarray, np.ndarray] | None = None,
@@ -97,7 +98,7 @@ def write_site_data(
         grid: the grid the items sit in.
         levels: zoom levels of the tile pyramid.
         clusters: the ranked cluster list.
-        similar: per image id, ``[[item index, cosine], ...]`` (:func:`similar_items`).
+        similar: each item's most similar items (:func:`similar_items`).
         cell: (width, height) of a cell at full resolution, in pixels.
         top_classes: per item, its best ImageNet classes and their probabilities
             (:func:`postermap.concepts.top_classes`), for the search by picture.
@@ -119,24 +120,23 @@ def write_site_data(
         occupied = np.zeros(rows * cols, dtype=bool)
         occupied[cells] = True
         atomic_write_bytes(data_dir / "cells.bin", np.packbits(occupied, bitorder="little"))
-    with gc_paused():
-        details = _details(items, fields, similar, cell, top_classes)
-    for start in range(0, len(details), SHARD_SIZE):
-        atomic_write_json(
-            data_dir / "items" / f"{start // SHARD_SIZE:05d}.json",
-            details[start : start + SHARD_SIZE],
-        )
+    # one shard's details at a time: all of them at once were 1M dicts holding 20M
+    # neighbour pairs, most of the stage's memory at a million images
+    for start in range(0, len(items), SHARD_SIZE):
+        with gc_paused():
+            details = _details(items, start, fields, similar, cell, top_classes)
+        atomic_write_json(data_dir / "items" / f"{start // SHARD_SIZE:05d}.json", details)
         # what a selection's export needs, without the neighbour lists: a sixth of the
         # bytes to fetch for a CSV of thousands of images
         atomic_write_json(
             data_dir / "rows" / f"{start // SHARD_SIZE:05d}.json",
-            [
-                [d["id"], d["title"], d["path"], d["cluster"], d["meta"]]
-                for d in details[start : start + SHARD_SIZE]
-            ],
+            [[d["id"], d["title"], d["path"], d["cluster"], d["meta"]] for d in details],
         )
-    atomic_write_json(data_dir / "search.json", [f"{d['title']}\t{d['file']}" for d in details])
-    write_id_index(data_dir / "ids", [d["id"] for d in details])
+    atomic_write_json(
+        data_dir / "search.json",
+        [f"{item['title']}\t{_display_name(item)}" for item in items],
+    )
+    write_id_index(data_dir / "ids", [item["id"] for item in items])
     labels = np.array([item["cluster"] for item in items], dtype=np.int64)
     cluster_of_cell = np.full(rows * cols, -1, dtype=np.int64)
     cluster_of_cell[cells] = labels
@@ -218,15 +218,19 @@ def write_site_data(
 
 def _details(
     items: list[dict],
+    start: int,
     fields: list[str],
-    similar: dict[str, list],
+    similar: Similar,
     cell: tuple[int, int],
     top_classes: tuple[np.ndarray, np.ndarray] | None,
 ) -> list[dict]:
-    """Each item as the viewer's item shards hold it."""
+    """The items of the shard from item ``start`` as the viewer's item shards hold them."""
     details = []
     names = class_names() if top_classes is not None else []
-    for index, item in enumerate(items):
+    stop = min(start + SHARD_SIZE, len(items))
+    for index, item, item_similar in zip(
+        range(start, stop), items[start:stop], similar.lists(start, stop), strict=True
+    ):
         details.append(
             {
                 "id": item["id"],
@@ -240,7 +244,7 @@ def _details(
                 "cluster": item["cluster"],
                 "clusterName": item.get("cluster_name"),
                 "fill": fills_cell(item["width"] or 0, item["height"] or 0, *cell),
-                "similar": similar.get(item["id"], []),
+                "similar": item_similar,
                 "meta": {f: item[f] for f in fields if item.get(f) not in (None, "")},
             }
         )
@@ -289,25 +293,45 @@ def _ring_box(rings: list | None) -> list[int] | None:
     return [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()]
 
 
-def similar_items(
-    layout_ids: np.ndarray, neighbours: Neighbours, index_of: dict[str, int]
-) -> dict[str, list]:
-    """Per image id: [[item index, cosine], ...] of its most similar images
-    (``neighbours`` rows index ``layout_ids``; ``index_of`` maps ids to item numbers).
+@dataclass(frozen=True)
+class Similar:
+    """Each item's most similar items: ``items[i]`` their item numbers (best first, -1 =
+    none), ``scores[i]`` their cosines. Held as two arrays and turned into the viewer's
+    ``[[item, cosine], ...]`` lists one shard at a time (:meth:`lists`): the lists of all
+    items at once were 20M small Python lists at a million images."""
 
-    Vectorised over the (images x k) lists: 170k images' lists were 16 s one element at
-    a time, most of a small ``add``'s site time.
-    """
+    items: np.ndarray
+    scores: np.ndarray
+
+    def lists(self, start: int, stop: int) -> list[list[list]]:
+        """The lists of items ``start`` to ``stop`` (exclusive), cosines to 3 places."""
+        targets = self.items[start:stop].tolist()
+        scores = np.round(self.scores[start:stop].astype(np.float64), 3).tolist()
+        return [
+            [[t, sc] for t, sc in zip(row_targets, row_scores, strict=True) if t >= 0]
+            for row_targets, row_scores in zip(targets, scores, strict=True)
+        ]
+
+
+def similar_items(layout_ids: np.ndarray, neighbours: Neighbours, item_ids: list[str]) -> Similar:
+    """The most similar items of each of the items with ``item_ids`` (``neighbours``
+    rows index ``layout_ids``; an image not on the map is no one's neighbour, an item
+    missing from the layout has none)."""
+    index_of = {image_id: index for index, image_id in enumerate(item_ids)}
     id_list = layout_ids.tolist()
     item_of_row = np.array([index_of.get(i, -1) for i in id_list] + [-1], dtype=np.int64)
-    # -1 (no neighbour) picks the sentinel at the end
-    targets = item_of_row[np.where(neighbours.rows >= 0, neighbours.rows, -1)].tolist()
-    scores = np.round(neighbours.scores.astype(np.float64), 3).tolist()
-    with gc_paused():
-        return {
-            image_id: [[t, sc] for t, sc in zip(row_targets, row_scores, strict=True) if t >= 0]
-            for image_id, row_targets, row_scores in zip(id_list, targets, scores, strict=True)
-        }
+    row_of = {image_id: row for row, image_id in enumerate(id_list)}
+    # -1 (not in the layout) picks a row of no neighbours appended at the end
+    layout_row = np.fromiter(
+        (row_of.get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids)
+    )
+    k = neighbours.rows.shape[1] if neighbours.rows.ndim == 2 else 0
+    rows = np.vstack([neighbours.rows.reshape(-1, k), np.full((1, k), -1, np.int64)])
+    scores = np.vstack([neighbours.scores.reshape(-1, k), np.zeros((1, k), np.float32)])
+    rows, scores = rows[layout_row], scores[layout_row]
+    # -1 (no neighbour) picks the sentinel at the end of item_of_row
+    targets = item_of_row[np.where(rows >= 0, rows, -1)].astype(np.int32)
+    return Similar(targets, scores.astype(np.float32))
 
 
 def link_thumbs(ws: Workspace, thumbs_dir: Path, items: list[dict]) -> None:

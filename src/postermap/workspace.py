@@ -43,6 +43,7 @@ import fcntl
 import io
 import json
 import logging
+import mmap
 import os
 import pickle
 import tempfile
@@ -78,6 +79,29 @@ class Embeddings:
 
     ids: np.ndarray
     vectors: np.ndarray
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """A float32 copy of the feature rows ``rows`` (in that order), read through a
+        map of just their span that is closed again: rows read through :attr:`vectors`
+        stay resident, so reading every row of a million images' 5 GB file that way
+        left the whole file in the process's memory."""
+        rows = np.asarray(rows, dtype=np.int64)
+        vectors = self.vectors
+        # a view into a map would carry its parent's offset: only the whole file's map
+        whole_map = isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap)
+        if not whole_map or not len(rows):
+            return np.asarray(vectors[rows], dtype=np.float32)
+        low, high = int(rows.min()), int(rows.max()) + 1
+        window = np.memmap(
+            vectors.filename,
+            dtype=vectors.dtype,
+            mode="r",
+            offset=vectors.offset + low * vectors.strides[0],
+            shape=(high - low, vectors.shape[1]),
+        )
+        block = np.asarray(window[rows - low], dtype=np.float32)  # a copy
+        del window  # the last reference: unmapped here, its pages leave the process
+        return block
 
     def rows_of(self, content_hashes: list[str]) -> np.ndarray:
         """Row of each content hash (all must have been embedded)."""

@@ -13,6 +13,7 @@ from postermap.concepts import class_names, classes_for, top_classes, write_clas
 from postermap.curation import NEW_TROPE_BASE, Curation, apply_curation
 from postermap.facets import NO_YEAR, build_facets, facet_bins, type_column
 from postermap.site import link_key, write_id_index
+from postermap.workspace import Embeddings
 
 
 def test_year_column_is_a_timeline_with_one_bin_per_year():
@@ -126,6 +127,21 @@ def test_query_words_reach_classes_through_wordnet():
     assert classes_for("qwertyuiop") == []
 
 
+def test_feature_rows_are_taken_through_a_map_of_their_span(tmp_path):
+    vectors = np.random.default_rng(1).normal(size=(50, 6)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    stored = Embeddings(np.arange(50), np.load(tmp_path / "v.npy", mmap_mode="r"))
+    rows = np.array([31, 7, 7, 12, 49])
+    assert np.array_equal(stored.take(rows), vectors[rows])
+    assert stored.take(rows).dtype == np.float32
+    assert stored.take(np.zeros(0, np.int64)).shape == (0, 6)
+    # a view into the map (its offset is the parent's) and a plain array read directly
+    assert np.array_equal(
+        Embeddings(np.arange(40), stored.vectors[10:]).take(rows[1:4]), vectors[10:][rows[1:4]]
+    )
+    assert np.array_equal(Embeddings(np.arange(50), vectors).take(rows), vectors[rows])
+
+
 def test_top_classes_are_computed_in_chunks_and_indexed_per_class(tmp_path, monkeypatch):
     monkeypatch.setattr("postermap.concepts.CHUNK", 7)
     rng = np.random.default_rng(0)
@@ -136,8 +152,10 @@ def test_top_classes_are_computed_in_chunks_and_indexed_per_class(tmp_path, monk
         z = np.exp(x @ weight)
         return z / z.sum(axis=1, keepdims=True)
 
+    np.save(tmp_path / "vectors.npy", vectors)
+    stored = Embeddings(np.arange(40), np.load(tmp_path / "vectors.npy", mmap_mode="r"))
     rows = rng.permutation(40)[:30]
-    classes, probs = top_classes(vectors, rows, softmax, k=3)
+    classes, probs = top_classes(stored.take, rows, softmax, k=3)
     expected = softmax(vectors[rows])
     assert (classes[:, 0] == expected.argmax(axis=1)).all()
     assert np.allclose(probs[:, 0], expected.max(axis=1))

@@ -48,8 +48,8 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     catalog = write_catalog(ws)
     grid = ws.read_grid()
     cell = cell_pixels(grid.cell, settings.cell_size)
-    placed = catalog.filter(pc.invert(pc.is_null(catalog["row"])))
-    items = sorted(placed.to_pylist(), key=lambda r: (r["row"], r["col"]))
+    fields = ws.shown_columns()
+    items = _map_items(catalog, fields, settings.arrange)
     tmp = ws.site_build_dir
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -121,12 +121,13 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
     missing = link_images(ws, tmp / "images", items)
     for source in missing:
         log.warning("tiles: original %s is gone; the site shows its thumbnail", source)
-    index_of = {item["id"]: index for index, item in enumerate(items)}
-    similar = similar_items(ws.read_layout().ids, ws.read_neighbours(), index_of)
+    similar = similar_items(
+        ws.read_layout().ids, ws.read_neighbours(), [item["id"] for item in items]
+    )
     write_site_data(
         tmp / "data",
         items,
-        ws.shown_columns(),
+        fields,
         grid,
         levels,
         ws.read_clusters(),
@@ -140,10 +141,10 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         else f"model {settings.model}",
     )
     link_thumbs(ws, tmp / "thumbs", items)
-    at_cell = {r["row"] * grid.cols + r["col"]: r for r in items}
+    at_cell = {(r["row"], r["col"]): r for r in items} if not_drawn else {}
     errors = {}
-    for (row, col), reason in not_drawn.items():
-        item = at_cell[row * grid.cols + col]
+    for at, reason in not_drawn.items():
+        item = at_cell[at]
         errors[item["id"]] = reason
         log.error("tiles: cell of %s left blank: %s", item["source"], reason)
     ws.write_table(
@@ -172,6 +173,33 @@ def run(ws: Workspace, settings: StageSettings) -> StageOutcome:
         },
         items=len(items),
     )
+
+
+#: the catalog columns the site is made of, besides those the detail panel shows
+SITE_COLUMNS = (
+    "id",
+    "title",
+    "path",
+    "source",
+    "file",
+    "content_hash",
+    "width",
+    "height",
+    "row",
+    "col",
+    "cluster",
+    "cluster_name",
+)
+
+
+def _map_items(catalog: pa.Table, fields: list[str], arrange: str | None) -> list[dict]:
+    """The catalog rows of the images on the map in row-major cell order, with only the
+    columns the site uses: every column of a million rows as Python objects (colour
+    histograms, hashes, every stage's bookkeeping) was gigabytes of the stage's memory."""
+    wanted = [*SITE_COLUMNS, *fields, *(c.strip() for c in (arrange or "").split(","))]
+    columns = [c for c in dict.fromkeys(wanted) if c in catalog.column_names]
+    placed = catalog.select(columns).filter(pc.invert(pc.is_null(catalog["row"])))
+    return placed.sort_by([("row", "ascending"), ("col", "ascending")]).to_pylist()
 
 
 def _picture_classes(ws: Workspace, settings: StageSettings, items: list[dict]):
