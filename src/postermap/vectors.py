@@ -4,7 +4,8 @@ The embeddings file is memory-mapped (N x 1280 float32: 5 GB at a million images
 stages after embed need, from all of it, only low-dimensional projections (PCA-50 for
 t-SNE, PCA-128 for neighbour search, PCA-30 for clustering in the embedding space) and
 per-cluster sums. Copying the rows out, normalising them and centring them for PCA made
-three or four full copies at once; here every pass reads ``CHUNK`` rows at a time, and
+three or four full copies at once; here every pass reads ``CHUNK`` rows at a time
+(:func:`postermap.workspace.read_rows`, which leaves none of the file resident), and
 PCA is fitted on a seeded random sample of ``PCA_SAMPLE`` rows (principal axes from 50k
 points of a smooth distribution are as good as from all of them for what they are used
 for: a neighbourhood-preserving projection), so memory stays O(N x dims).
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postermap.workspace import atomic_path
+from postermap.workspace import atomic_path, read_rows
 
 CHUNK = 32_768
 PCA_SAMPLE = 50_000
@@ -37,10 +38,10 @@ def row_chunks(
     n = len(embeddings) if rows is None else len(rows)
     for start in range(0, n, chunk):
         if rows is None:
-            part = np.asarray(embeddings[start : start + chunk], dtype=np.float32)
+            part = read_rows(embeddings, np.arange(start, min(start + chunk, n)))
         else:  # memmaps read fastest in order; then restore the caller's order
             wanted = np.asarray(rows[start : start + chunk])
-            part = np.asarray(embeddings[np.sort(wanted)], dtype=np.float32)
+            part = read_rows(embeddings, np.sort(wanted))
             part = part[np.argsort(np.argsort(wanted, kind="stable"))]
         yield start, normalise(part) if unit else part
 
@@ -71,7 +72,7 @@ class Projection:
         if len(all_rows) > sample:
             picked = np.random.default_rng(seed).choice(len(all_rows), sample, replace=False)
             all_rows = all_rows[np.sort(picked)]
-        unit = normalise(embeddings[np.sort(all_rows)])
+        unit = normalise(read_rows(embeddings, np.sort(all_rows)))
         dims = min(dims, unit.shape[0], unit.shape[1])
         pca = PCA(n_components=dims, random_state=seed).fit(unit)
         return cls(pca.mean_, pca.components_, renormalise)

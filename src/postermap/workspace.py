@@ -72,6 +72,35 @@ FILE_MODE = 0o666 & ~_UMASK
 SHOWN_COLUMNS_KEY = "postermap.shown_columns"
 
 
+def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``vectors[rows]`` (in that order). From a memory-mapped file the
+    rows are read through a map of just their span that is closed again: rows read
+    through the file's own map stay in the process's resident memory, so one pass over a
+    million images' 5 GB of features left all 5 GB counted against every later stage.
+    The pages stay in the kernel's file cache; they just no longer belong to the process.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    # a view into a map would carry its parent's offset: only the whole file's map
+    whole_map = isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap)
+    if not whole_map or not len(rows) or vectors.ndim != 2:
+        return np.asarray(vectors[rows], dtype=np.float32)
+    low, high = int(rows.min()), int(rows.max()) + 1
+    if low < 0 or high > len(vectors):
+        raise IndexError(f"rows {low}..{high - 1} outside the {len(vectors)} feature rows")
+    window = np.memmap(
+        vectors.filename,
+        dtype=vectors.dtype,
+        mode="r",
+        offset=vectors.offset + low * vectors.strides[0],
+        shape=(high - low, vectors.shape[1]),
+    )
+    contiguous = high - low == len(rows) and bool(np.all(np.diff(rows) == 1))
+    # a copy either way; a run of rows is copied whole, without an index
+    block = np.array(window if contiguous else window[rows - low], dtype=np.float32)
+    del window  # the last reference: unmapped here, its pages leave the process
+    return block
+
+
 @dataclass(frozen=True)
 class Embeddings:
     """The embed stage's output: ``vectors[i]`` (memory-mapped) belongs to content hash
@@ -81,27 +110,8 @@ class Embeddings:
     vectors: np.ndarray
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """A float32 copy of the feature rows ``rows`` (in that order), read through a
-        map of just their span that is closed again: rows read through :attr:`vectors`
-        stay resident, so reading every row of a million images' 5 GB file that way
-        left the whole file in the process's memory."""
-        rows = np.asarray(rows, dtype=np.int64)
-        vectors = self.vectors
-        # a view into a map would carry its parent's offset: only the whole file's map
-        whole_map = isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap)
-        if not whole_map or not len(rows):
-            return np.asarray(vectors[rows], dtype=np.float32)
-        low, high = int(rows.min()), int(rows.max()) + 1
-        window = np.memmap(
-            vectors.filename,
-            dtype=vectors.dtype,
-            mode="r",
-            offset=vectors.offset + low * vectors.strides[0],
-            shape=(high - low, vectors.shape[1]),
-        )
-        block = np.asarray(window[rows - low], dtype=np.float32)  # a copy
-        del window  # the last reference: unmapped here, its pages leave the process
-        return block
+        """A float32 copy of the feature rows ``rows`` (:func:`read_rows`)."""
+        return read_rows(self.vectors, rows)
 
     def rows_of(self, content_hashes: list[str]) -> np.ndarray:
         """Row of each content hash (all must have been embedded)."""

@@ -4,6 +4,8 @@ filters, timeline wall, search by picture and selection export (#16)."""
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from postermap.concepts import class_names, classes_for, top_classes, write_clas
 from postermap.curation import NEW_TROPE_BASE, Curation, apply_curation
 from postermap.facets import NO_YEAR, build_facets, facet_bins, type_column
 from postermap.site import link_key, write_id_index
-from postermap.workspace import Embeddings
+from postermap.workspace import Embeddings, read_rows
 
 
 def test_year_column_is_a_timeline_with_one_bin_per_year():
@@ -140,6 +142,30 @@ def test_feature_rows_are_taken_through_a_map_of_their_span(tmp_path):
         Embeddings(np.arange(40), stored.vectors[10:]).take(rows[1:4]), vectors[10:][rows[1:4]]
     )
     assert np.array_equal(Embeddings(np.arange(50), vectors).take(rows), vectors[rows])
+
+
+def _resident_kb(path) -> int:
+    """Resident kB of this process's maps of ``path`` (Linux /proc)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a map's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_reading_every_row_leaves_none_of_the_file_resident(tmp_path):
+    vectors = np.random.default_rng(2).normal(size=(4096, 256)).astype(np.float32)  # 4 MB
+    np.save(tmp_path / "v.npy", vectors)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    block = read_rows(mapped, np.arange(len(vectors)))
+    assert np.array_equal(block, vectors)
+    assert _resident_kb(tmp_path / "v.npy") == 0
+    touched = np.asarray(mapped[np.arange(len(vectors))], dtype=np.float32)  # the old way
+    assert np.array_equal(touched, vectors)
+    assert _resident_kb(tmp_path / "v.npy") > 3000
 
 
 def test_top_classes_are_computed_in_chunks_and_indexed_per_class(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from postermap.vectors import CHUNK, row_chunks
+from postermap.workspace import read_rows
 
 #: what the clean stage writes per row
 CLEAN_COLUMNS = ("id", "status", "reason", "duplicate_of", "similarity")
@@ -147,7 +148,7 @@ class UnitRows:
         for start in range(0, len(have), CHUNK):
             at = have[start : start + CHUNK]
             rows = source[at]
-            part = np.asarray(self.vectors[rows], dtype=np.float32)
+            part = read_rows(self.vectors, rows)
             out[at] = part / np.maximum(self._norms[rows], 1e-12)[:, None]
         return out
 
