@@ -171,7 +171,7 @@ def confirm_pixel_hashes(records: list[dict], max_pixels: int) -> int:
         provisional = [r for r in group if r["pixel_hash"].startswith(PROVISIONAL)]
         if not provisional or len(provisional) == len(group):
             continue
-        for a, b in phash_candidates([r["phash"] for r in group], NEAR_PHASH_BITS):
+        for a, b in phash_candidates([r["phash"] for r in group], NEAR_PHASH_BITS).tolist():
             first, second = group[a], group[b]
             if first["content_hash"] == second["content_hash"]:
                 continue

@@ -144,7 +144,7 @@ def _candidates(
     members = sorted(set(on_map) | set(cards) | added)
     new = {at for at, i in enumerate(members) if i in added}
     hashes = [rows[i].get("phash") for i in members]
-    for a, b in phash_candidates(hashes, phash_bits, involving=new):
+    for a, b in phash_candidates(hashes, phash_bits, involving=new).tolist():
         pairs.add((members[a], members[b]))
     return np.array(sorted(pairs), np.int64).reshape(-1, 2)
 

@@ -26,6 +26,7 @@ same motif.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import NamedTuple
@@ -53,6 +54,9 @@ class Confirmed(NamedTuple):
     mirrored: np.ndarray
 
 
+#: hash buckets larger than this are chance (a shared plain band), not near copies
+MAX_BUCKET = 64
+
 #: pairs whose two sides are gathered at once (two chunks of features, 42 MB at 1,280-d)
 PAIR_CHUNK = 8192
 
@@ -62,12 +66,28 @@ def candidate_pairs(
 ) -> np.ndarray:
     """(m, 2) row indices (i < j) of pairs worth comparing: embedding neighbours and
     perceptual-hash buckets (hashes within ``phash_bits``)."""
-    pairs = embedding_candidates(features, np.asarray(live), k)
-    pairs |= phash_candidates([rows[i]["phash"] for i in live], phash_bits)
-    if not pairs:
+    both = np.vstack(
+        [
+            embedding_candidates(features, np.asarray(live), k),
+            phash_candidates([rows[i]["phash"] for i in live], phash_bits),
+        ]
+    )
+    local = unique_pairs(both[:, 0], both[:, 1])
+    return np.asarray(live, np.int64)[local].reshape(-1, 2)
+
+
+def unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(m, 2) int64 pairs (i < j) of positions ``a[t]``, ``b[t]``, each once, sorted, none
+    of a position with itself. Arrays, not a set of tuples: at a million images the
+    candidates are tens of millions of pairs, gigabytes as Python objects."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    keep = a != b
+    low, high = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+    if not len(low):
         return np.zeros((0, 2), np.int64)
-    local = np.array(sorted(pairs), np.int64)
-    return np.asarray(live, np.int64)[local]
+    width = int(high.max()) + 1
+    codes = np.unique(low * width + high)
+    return np.column_stack([codes // width, codes % width])
 
 
 def confirm(
@@ -278,9 +298,9 @@ def group_verdicts(
 
 def embedding_candidates(
     features: np.ndarray, rows: np.ndarray, k: int, dims: int = 128
-) -> set[tuple[int, int]]:
-    """Pairs (i < j) of positions in ``rows`` where j is among i's k nearest neighbours
-    by cosine (hnswlib) of ``features[rows]``.
+) -> np.ndarray:
+    """(m, 2) pairs (i < j) of positions in ``rows`` where j is among i's k nearest
+    neighbours by cosine (hnswlib) of ``features[rows]`` (:func:`unique_pairs`).
 
     Vectors are first projected to ``dims`` principal components (and re-normalised):
     candidates only need the neighbourhood right, the confirmation uses the full vectors,
@@ -290,7 +310,7 @@ def embedding_candidates(
     import hnswlib
 
     if len(rows) < 2:
-        return set()
+        return np.zeros((0, 2), np.int64)
     if features.shape[1] > dims and len(rows) > dims:
         vectors = Projection.fit(features, rows, dims, seed=0).transform(features, rows)
     else:
@@ -304,44 +324,51 @@ def embedding_candidates(
     index.add_items(vectors, np.arange(n))
     index.set_ef(max(50, 2 * k))
     labels, _ = index.knn_query(vectors, k=k)
-    pairs = set()
-    for i, row in enumerate(labels):
-        for j in row:
-            if j != i:
-                pairs.add((min(i, int(j)), max(i, int(j))))
-    return pairs
+    return unique_pairs(np.repeat(np.arange(n), labels.shape[1]), labels.ravel())
 
 
 def phash_candidates(
     hashes: list[str | None], max_bits: int = 64, involving: set[int] | None = None
-) -> set[tuple[int, int]]:
-    """Pairs (i < j) whose 64-bit hashes share a whole 16-bit quarter (multi-index
-    hashing) and differ in at most ``max_bits`` bits, with buckets capped so a flood of
-    identical quarters cannot make this quadratic; with ``involving``, only pairs with at
-    least one of those positions.
+) -> np.ndarray:
+    """(m, 2) pairs (i < j, sorted) whose 64-bit hashes (16 hex digits; None or anything
+    else is no hash) share a whole 16-bit quarter (multi-index hashing) and differ in at
+    most ``max_bits`` bits, with buckets of more than :data:`MAX_BUCKET` skipped so a
+    flood of identical quarters cannot make this quadratic; with ``involving``, only
+    pairs with at least one of those positions.
 
     The quarters find every pair within 3 bits and most pairs a little further; a shared
     quarter between hashes that differ in many more bits is chance, common where many
     pictures share a plain band or a background (on the synthetic 169k set, two in three
     of the pairs only the quarters found differ in more than 16 bits), and each costs a
-    layout comparison.
+    layout comparison. Every bucket of one size is paired at once: bucket by bucket in
+    Python, as sets of tuples, this was slow and gigabytes at a million images.
     """
-    values = [int(h, 16) if h else None for h in hashes]
-    pairs = set()
+    at = [i for i, h in enumerate(hashes) if isinstance(h, str) and _is_hash(h)]
+    values = np.array([int(hashes[i], 16) for i in at], dtype=np.uint64)
+    at = np.asarray(at, np.int64)
+    firsts, seconds = [], []
     for quarter in range(4):
-        buckets: dict[str, list[int]] = defaultdict(list)
-        for i, h in enumerate(hashes):
-            if h:
-                buckets[h[quarter * 4 : (quarter + 1) * 4]].append(i)
-        for members in buckets.values():
-            if len(members) > 64 or (involving is not None and involving.isdisjoint(members)):
-                continue
-            for x in range(len(members)):
-                a = members[x]
-                for y in range(x + 1, len(members)):
-                    b = members[y]
-                    if involving is not None and a not in involving and b not in involving:
-                        continue
-                    if (values[a] ^ values[b]).bit_count() <= max_bits:
-                        pairs.add((a, b))
-    return pairs
+        key = (values >> np.uint64(48 - 16 * quarter)) & np.uint64(0xFFFF)
+        order = np.argsort(key, kind="stable")  # a bucket's members in position order
+        sorted_key = key[order]
+        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+        sizes = np.diff(np.r_[starts, len(key)])
+        for size in np.unique(sizes[(sizes >= 2) & (sizes <= MAX_BUCKET)]).tolist():
+            x, y = np.triu_indices(size, 1)
+            first = starts[sizes == size][:, None]
+            firsts.append(order[first + x].ravel())
+            seconds.append(order[first + y].ravel())
+    if not firsts:
+        return np.zeros((0, 2), np.int64)
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    close = np.bitwise_count(values[a] ^ values[b]) <= max_bits
+    a, b = at[a[close]], at[b[close]]
+    if involving is not None:
+        wanted = np.fromiter(involving, np.int64, len(involving))
+        keep = np.isin(a, wanted) | np.isin(b, wanted)
+        a, b = a[keep], b[keep]
+    return unique_pairs(a, b)
+
+
+#: 16 hex digits, as the ingest stage writes a perceptual hash
+_is_hash = re.compile(r"[0-9a-fA-F]{16}").fullmatch
