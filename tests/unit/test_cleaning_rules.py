@@ -355,27 +355,8 @@ def test_hash_buckets_pair_only_hashes_within_the_bit_budget():
     assert phash_candidates(["not a hash", "0123", None]).shape == (0, 2)
 
 
-def _bucket_pairs_by_hand(hashes, max_bits, involving=None, cap=64):
-    """The plain definition: per quarter, every pair of a bucket of at most ``cap``."""
-    pairs = set()
-    for quarter in range(4):
-        buckets = {}
-        for i, h in enumerate(hashes):
-            if h:
-                buckets.setdefault(h[quarter * 4 : (quarter + 1) * 4], []).append(i)
-        for members in buckets.values():
-            if len(members) > cap:
-                continue
-            for x, a in enumerate(members):
-                for b in members[x + 1 :]:
-                    if involving is not None and a not in involving and b not in involving:
-                        continue
-                    if bin(int(hashes[a], 16) ^ int(hashes[b], 16)).count("1") <= max_bits:
-                        pairs.add((a, b))
-    return sorted(pairs)
-
-
 def test_hash_buckets_match_their_plain_definition():
+    from benchmarks.candidates import bucket_pairs_by_hand
     from postermap.cleaning import phash_candidates
 
     rng = np.random.default_rng(5)
@@ -386,8 +367,8 @@ def test_hash_buckets_match_their_plain_definition():
     for max_bits, involving in ((64, None), (20, None), (24, {3, 50, 900})):
         got = phash_candidates(hashes, max_bits, involving=involving)
         assert len(got) > (20 if involving else 1000)  # the test pairs something
-        assert [tuple(p) for p in got.tolist()] == _bucket_pairs_by_hand(
-            hashes, max_bits, involving
+        assert [tuple(p) for p in got.tolist()] == sorted(
+            bucket_pairs_by_hand(hashes, max_bits, involving)
         )
 
 
