@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ def build_index(vectors: np.ndarray, seed: int = 0) -> Any:
 
 
 def nearest(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, cosine similarities) of the k nearest, best first."""
+    """(labels, cosine similarities) of the k nearest, best first. The queries run on
+    every core: each one only reads the graph, so the answers are the same as on one
+    (the build stays on one thread, which is what makes the graph the same each run)."""
     k = min(k, index.get_current_count())
-    labels, distances = index.knn_query(queries, k=k)
+    labels, distances = index.knn_query(queries, k=k, num_threads=os.cpu_count() or 1)
     return labels.astype(np.int32), (1.0 - distances).astype(np.float32)
 
 
@@ -52,14 +55,13 @@ def all_neighbours(index: Any, vectors: np.ndarray, k: int) -> Neighbours:
     n = len(vectors)
     k_query = min(k + 1, n)
     labels, scores = nearest(index, vectors, k_query)
-    rows = np.full((n, k_query - 1), -1, dtype=np.int32)
-    sims = np.zeros((n, k_query - 1), dtype=np.float32)
-    for i in range(n):
-        keep = labels[i] != i
-        row, sim = labels[i][keep][: k_query - 1], scores[i][keep][: k_query - 1]
-        rows[i, : len(row)] = row
-        sims[i, : len(sim)] = sim
-    return Neighbours(rows, sims)
+    others = labels != np.arange(n, dtype=labels.dtype)[:, None]
+    # per row, the other rows first in their order (a stable sort of "is itself")
+    order = np.argsort(~others, axis=1, kind="stable")[:, : k_query - 1]
+    rows = np.take_along_axis(labels, order, axis=1)
+    sims = np.take_along_axis(scores, order, axis=1)
+    found = np.take_along_axis(others, order, axis=1)
+    return Neighbours(np.where(found, rows, -1), np.where(found, sims, 0).astype(np.float32))
 
 
 def save_index(ws: Workspace, index: Any, projection: Projection) -> None:

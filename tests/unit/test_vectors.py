@@ -58,3 +58,24 @@ def test_group_sums_and_cohesion_from_sums(embeddings):
     assert [c.cnn_cohesion for c in in_memory] == pytest.approx(
         [c.cnn_cohesion for c in mapped], abs=1e-3
     )
+
+
+def test_all_neighbours_leave_each_row_out_and_agree_with_one_thread():
+    from postermap.similarity import all_neighbours, build_index
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(600, 16)).astype(np.float32)
+    vectors[11] = vectors[10]  # an exact copy may tie with the row itself
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(vectors)
+    found = all_neighbours(index, vectors, 5)
+    assert found.rows.shape == (600, 5) and found.rows.dtype == np.int32
+    assert not (found.rows == np.arange(600)[:, None]).any()
+    assert found.rows[10, 0] == 11 and found.rows[11, 0] == 10
+    labels, distances = index.knn_query(vectors, k=6, num_threads=1)
+    for i in (0, 10, 11, 599):
+        others = [j for j in labels[i].tolist() if j != i][:5]
+        assert found.rows[i].tolist() == others
+        sims = [1 - d for j, d in zip(labels[i], distances[i], strict=True) if j != i][:5]
+        assert np.allclose(found.scores[i], sims)
+    assert (np.diff(found.scores, axis=1) <= 1e-6).all()  # best first

@@ -26,6 +26,7 @@ same motif.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -323,7 +324,8 @@ def embedding_candidates(
     index.set_num_threads(1)  # deterministic graph
     index.add_items(vectors, np.arange(n))
     index.set_ef(max(50, 2 * k))
-    labels, _ = index.knn_query(vectors, k=k)
+    # the queries on every core: they only read the graph, so the same answers
+    labels, _ = index.knn_query(vectors, k=k, num_threads=os.cpu_count() or 1)
     return unique_pairs(np.repeat(np.arange(n), labels.shape[1]), labels.ravel())
 
 
