@@ -9,8 +9,9 @@
 Generates N poster-sized JPEGs (300x450: gradient, shapes, noise, a title band; cached in
 benchmarks/.cache/scale-N/images, made in parallel), then runs each stage as its own
 `postermap` process and records wall time, images/s and the process's peak RSS (from
-wait4). Near duplicates are kept on the map (the synthetic posters share themes), so the
-later stages see all N images. After the tiles, benchmarks/viewer.py measures the map in
+wait4, through :mod:`benchmarks.peak` so the benchmark's own memory is not counted).
+Near duplicates are kept on the map (the synthetic posters share themes), so the later
+stages see all N images. After the tiles, benchmarks/viewer.py measures the map in
 Chromium (first tile, pan, zoom, search). Every run starts from an empty workspace.
 Prints a table and writes benchmarks/results/scale-N.json.
 
@@ -32,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from multiprocessing import Pool
@@ -158,8 +160,13 @@ def run_stage(
     process it starts, the stacks written to ``samples``, when given."""
     start = time.perf_counter()
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        peak_file = Path(fh.name)
+    # through benchmarks.peak: started from this process, a stage's peak RSS would never
+    # read below this process's own (the features it generated)
     proc = subprocess.Popen(
-        [sys.executable, *prefix, "-m", "postermap", *args],
+        [sys.executable, "-m", "benchmarks.peak", str(peak_file)]
+        + [sys.executable, *prefix, "-m", "postermap", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -179,13 +186,18 @@ def run_stage(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if spy:
         spy.wait()  # it stops when the stage has ended, and writes its file then
     if status != 0:
         sys.stderr.write(proc.stderr.read().decode()[-3000:])
-    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    text = peak_file.read_text()
+    peak_file.unlink()
+    if not text:  # the launcher itself was killed: no figure, and say so
+        return seconds, float("nan"), os.waitstatus_to_exitcode(status)
+    measured = json.loads(text)
+    return seconds, measured["peak_kb"] / 1024, measured["exit"]
 
 
 def top_lines(profile: Path, count: int = 12) -> list[str]:
