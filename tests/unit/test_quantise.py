@@ -13,10 +13,14 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from postermap.embedders import quantise as quantise_module  # noqa: E402
 from postermap.embedders.quantise import (  # noqa: E402
+    INT8_RECIPE,
     QuantisationError,
     Recipe,
+    cpu_saturates_int8,
     excluded_nodes,
+    int8_recipe,
     quantise,
 )
 
@@ -86,6 +90,47 @@ def test_static_copy_is_int8_and_close_to_fp32(tmp_path: Path) -> None:
     for got, want in zip(run(path, x), run(fp32, x), strict=True):
         assert got.shape == want.shape
         assert cosine(got, want).min() > 0.98
+
+
+def int8_weights(path: Path) -> np.ndarray:
+    """Every int8 initializer of a QDQ model (its quantised weights), flattened."""
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    return np.concatenate([a.ravel() for a in arrays if a.dtype == np.int8 and a.size > 1])
+
+
+def test_reduce_range_keeps_weights_in_seven_bits(tmp_path: Path) -> None:
+    fp32 = small_model(tmp_path / "m.onnx")
+    full = int8_weights(quantise(fp32, Recipe(), batches()))
+    reduced_path = quantise(fp32, Recipe(reduce_range=True), batches())
+    reduced = int8_weights(reduced_path)
+    # symmetric per-channel weights: each channel's largest reaches the end of the range
+    assert np.abs(full).max() == 127
+    # symmetric 7-bit: -64..64, so two products of a uint8 stay within int16 (2*255*64)
+    assert np.abs(reduced).max() == 64
+    x = batches(1, seed=7)[0]
+    for got, want in zip(run(reduced_path, x), run(fp32, x), strict=True):
+        assert cosine(got, want).min() > 0.95
+
+
+ZEN3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n\nprocessor\t: 1\nflags\t\t: avx2\n"
+ZEN4 = "processor\t: 0\nflags\t\t: avx2 avx512f avx512bw avx512_vnni avx512_bf16\n"
+ALDER_LAKE = "flags\t\t: avx2 avx_vnni\n"
+
+
+def test_which_cpus_saturate() -> None:
+    assert cpu_saturates_int8(ZEN3, "x86_64")
+    assert not cpu_saturates_int8(ZEN4, "x86_64")
+    assert not cpu_saturates_int8(ALDER_LAKE, "AMD64")
+    assert cpu_saturates_int8("", "x86_64")  # flags unknown: the safe side
+    assert not cpu_saturates_int8(ZEN3, "aarch64")
+
+
+def test_int8_recipe_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantise_module, "cpu_saturates_int8", lambda: True)
+    assert int8_recipe() == Recipe(fp32_head=INT8_RECIPE.fp32_head, reduce_range=True)
+    monkeypatch.setattr(quantise_module, "cpu_saturates_int8", lambda: False)
+    assert int8_recipe() == INT8_RECIPE and not INT8_RECIPE.reduce_range
+    assert Recipe(reduce_range=True).describe() != Recipe().describe()  # its own cache file
 
 
 def test_cached_by_bytes_and_recipe(tmp_path: Path) -> None:

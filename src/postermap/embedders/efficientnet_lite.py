@@ -22,7 +22,8 @@ change. The test suite checks all three outputs against the PyTorch model on rea
 (largest absolute difference below ``EXPORT_TOLERANCE``). Measured on this 2-core machine,
 ONNX Runtime is several times faster than PyTorch eager for this model (see README).
 ``precision="int8"`` runs an int8 copy of the graph instead
-(:mod:`~postermap.embedders.quantise`, recipe ``INT8_RECIPE``: made once, calibrated on
+(:mod:`~postermap.embedders.quantise`, recipe ``INT8_RECIPE``, with 7-bit weights on an
+x86 CPU without VNNI, where 8-bit ones saturate: made once, calibrated on
 ``CALIBRATION_IMAGES`` images of the default set, cached in ``~/.cache/postermap/``;
 several times faster on a CPU with VNNI, features close to fp32's, see README,
 Performance). ``POSTERMAP_EMBED_BACKEND=torch`` runs the PyTorch model instead; it and
@@ -96,11 +97,18 @@ class EfficientNetLite0:
     precisions = PRECISIONS
 
     def __init__(
-        self, backend: str | None = None, threads: int | None = None, precision: str = "fp32"
+        self,
+        backend: str | None = None,
+        threads: int | None = None,
+        precision: str = "fp32",
+        int8_recipe=None,
     ) -> None:
+        """``int8_recipe`` (a :class:`~postermap.embedders.quantise.Recipe`) replaces the
+        one this CPU gets by default (for measuring another CPU's variant here)."""
         if precision not in PRECISIONS:
             raise SettingsError(f"precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.precision = precision
+        self.int8_recipe = int8_recipe
         self.weights = weights_path()
         self.state = load_state_dict(self.weights)
         self.threads = threads or os.cpu_count() or 1
@@ -206,8 +214,8 @@ class EfficientNetLite0:
         set, fetched then if it is not cached yet)."""
         from postermap.datasets import fetch_emoji
         from postermap.embedders.quantise import (
-            INT8_RECIPE,
             calibration_inputs,
+            int8_recipe,
             quantise,
             saved_model,
         )
@@ -223,7 +231,8 @@ class EfficientNetLite0:
             )
 
         key = f"default-set:{CALIBRATION_IMAGES}:thumb{CALIBRATION_THUMB}"
-        return quantise(fp32, INT8_RECIPE, batches(), calibration_key=key)
+        recipe = self.int8_recipe or int8_recipe()
+        return quantise(fp32, recipe, batches(), calibration_key=key)
 
 
 def _pooled_features(model):
