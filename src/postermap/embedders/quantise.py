@@ -61,8 +61,8 @@ class Recipe:
         reduce_range: weights in 7 bits (-64..64, symmetric) instead of 8. An x86 CPU
             without VNNI multiplies uint8 activations by int8 weights with VPMADDUBSW,
             which adds two products into a saturating int16: 2 * 255 * 127 overflows it,
-            2 * 255 * 64 does not. With 8-bit weights the same file gives other features on such a
-            CPU than on one with VNNI (cosine 0.95 against fp32 instead of 0.997).
+            2 * 255 * 64 does not. With 8-bit weights the same file gives other features
+            on such a CPU than on one with VNNI (cosine 0.95 against fp32, not 0.996).
     """
 
     static: bool = True
