@@ -61,6 +61,13 @@ def blob_layout(n: int, seed: int = 0) -> np.ndarray:
     return xy
 
 
+def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of ``truth`` (the exact neighbours) that the same row of
+    ``found`` (an index's answer, as many columns) holds."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)]))
+
+
 def heldout_set(name: str, seed: int, rebuild: bool = False) -> tuple[Path, float | None]:
     """A labelled set of ``tests/heldout`` built into ``CACHE/heldout/NAME-SEED`` once (its
     sources fetched beforehand), and the seconds building took (None: from the cache). The

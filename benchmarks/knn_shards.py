@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import gaussian_mixture, write_result
+from benchmarks.common import gaussian_mixture, neighbour_recall, write_result
 from postermap.similarity import NEIGHBOURS, SIMILAR_DIMS, build_index, nearest
 
 log = logging.getLogger("benchmarks.knn_shards")
@@ -62,8 +62,7 @@ def sharded_nearest(indexes: list, queries: np.ndarray, k: int) -> np.ndarray:
 def recall(found: np.ndarray, vectors: np.ndarray, sample: np.ndarray, k: int) -> float:
     """Share of each sampled row's ``k`` exact nearest (itself included) that ``found`` has."""
     truth = np.argsort(-(vectors[sample] @ vectors.T), axis=1)[:, :k]
-    kept = [len(set(a) & set(b)) / k for a, b in zip(found[sample], truth, strict=True)]
-    return float(np.mean(kept))
+    return neighbour_recall(found[sample], truth)
 
 
 def main() -> None:
