@@ -39,6 +39,7 @@ import logging
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -52,6 +53,9 @@ from postermap.embedders.base import (
 from postermap.embedders.checkpoint import load_state_dict
 from postermap.embedders.pooling import rmac, salient_cells
 from postermap.errors import SettingsError
+
+if TYPE_CHECKING:
+    from postermap.embedders.quantise import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class EfficientNetLite0:
         backend: str | None = None,
         threads: int | None = None,
         precision: str = "fp32",
-        int8_recipe=None,
+        int8_recipe: Recipe | None = None,
     ) -> None:
         """``int8_recipe`` (a :class:`~postermap.embedders.quantise.Recipe`) replaces the
         one this CPU gets by default (for measuring another CPU's variant here)."""
