@@ -36,8 +36,13 @@ def die_with_parent() -> None:
 
     Used as the initializer of every worker process: a run killed with SIGKILL cannot
     clean up, and a decode worker blocked on a queue would otherwise live on as an orphan
-    holding its memory (seen with PyTorch DataLoader workers). No-op elsewhere.
+    holding its memory (seen with PyTorch DataLoader workers). Linux only.
+
+    A forked worker also inherits its parent's Python signal handlers; one that turns
+    SIGTERM into ``SystemExit`` (Ray installs one) would make a terminated worker run
+    Python's exit instead of stopping, so SIGTERM gets its default action back.
     """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,30 +31,48 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_ray_run_equals_the_local_run(emoji_images, tmp_path, caplog):
-    import ray
+#: the Ray run, in a fresh interpreter: Ray leaves native threads and a SIGTERM handler
+#: in the process that ran it, which every later forking test would inherit
+RAY_RUN = """
+import json, logging, sys
+import ray
+from postermap.config import Settings
+from postermap.pipeline import run_pipeline
+from postermap.workspace import Workspace
 
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+logging.getLogger("postermap.runner").setLevel(logging.INFO)
+ray.init(
+    num_cpus=2, include_dashboard=False, object_store_memory=150_000_000, log_to_driver=False
+)
+try:
+    run_pipeline(Workspace(sys.argv[1]), Settings(**json.loads(sys.argv[2]), ray="auto"))
+finally:
+    ray.shutdown()
+"""
+
+
+def test_ray_run_equals_the_local_run(emoji_images, tmp_path):
     source = emoji_subset(emoji_images, tmp_path / "images", per_category=6, seed=5)
-    settings = Settings(
-        source=str(source),
-        metadata=str(source / "metadata.csv"),
-        cell_size=32,
-        shard_size=16,
-        batch_size=8,
-    )
+    options = {
+        "source": str(source),
+        "metadata": str(source / "metadata.csv"),
+        "cell_size": 32,
+        "shard_size": 16,
+        "batch_size": 8,
+    }
     local = Workspace(tmp_path / "local")
-    run_pipeline(local, settings)
+    run_pipeline(local, Settings(**options))
 
-    ray.init(
-        num_cpus=2, include_dashboard=False, object_store_memory=150_000_000, log_to_driver=False
+    distributed = Workspace(tmp_path / "ray")
+    result = subprocess.run(
+        [sys.executable, "-c", RAY_RUN, str(distributed.root), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    try:
-        distributed = Workspace(tmp_path / "ray")
-        with caplog.at_level(logging.INFO, logger="postermap.runner"):
-            run_pipeline(distributed, settings.replace(ray="auto"))
-    finally:
-        ray.shutdown()
-    assert "ray: 2 CPUs in the cluster" in caplog.text  # the work really went to Ray
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ray: 2 CPUs in the cluster" in result.stderr  # the work really went to Ray
 
     local_ids, ray_ids = (np.load(ws.embed_dir / "ids.npy") for ws in (local, distributed))
     assert np.array_equal(local_ids, ray_ids) and len(local_ids) > 50
@@ -91,18 +110,22 @@ def test_the_single_machine_path_never_imports_ray(tmp_path):
     assert (tmp_path / "ws" / "embed" / "embeddings.npy").exists()
 
 
-def test_a_missing_cluster_is_a_clear_error(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from postermap.cli import main
+def test_a_missing_cluster_is_a_clear_error(tmp_path):
     from tests.conftest import draw_image
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     draw_image(tmp_path / "images" / "a.png", seed=1)
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster of this machine
-    result = CliRunner().invoke(
-        main, ["ingest", str(tmp_path / "images"), "-o", str(tmp_path / "ws"), "--ray", "auto"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(tmp_path / "ray")  # no cluster of this machine
+    # in a fresh interpreter, as the Ray run above: ray.init leaves its SIGTERM handler
+    # behind even when it finds no cluster
+    result = subprocess.run(
+        [sys.executable, "-m", "postermap", "ingest", str(tmp_path / "images")]
+        + ["-o", str(tmp_path / "ws"), "--ray", "auto"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
-    assert result.exit_code == 1
-    assert "--ray auto: no Ray cluster" in result.output
-    assert "ray start --head" in result.output
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "--ray auto: no Ray cluster" in result.stderr + result.stdout
+    assert "ray start --head" in result.stderr + result.stdout

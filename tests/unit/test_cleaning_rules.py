@@ -326,17 +326,48 @@ def test_distinct_letters_on_one_template_are_kept():
     assert all(status(verdicts, p) == "ok" for p in verdicts), verdicts
 
 
-def test_layout_comparison_in_two_processes_measures_the_same():
-    from postermap.cleaning.layout import PARALLEL_PAIRS, Layouts, compare
+def _many_pairs():
+    from postermap.cleaning.layout import PARALLEL_PAIRS, Layouts
 
     rows = [row(f"{i}.png", poster(i % 6, f"T{i}")) for i in range(10)]
-    layouts = Layouts.from_rows(rows)
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 10, PARALLEL_PAIRS + 700), rng.integers(0, 10, PARALLEL_PAIRS + 700)
-    one, two = compare(layouts, a, b), compare(layouts, a, b, workers=2)
+    return Layouts.from_rows(rows), a, b
+
+
+def _assert_same_measures(one, two):
     for name in vars(one):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name), err_msg=name)
+
+
+def test_layout_comparison_in_two_processes_measures_the_same():
+    from postermap.cleaning.layout import _can_fork, compare
+
+    # would fail if a test before this one left Ray in this process (the comparison then
+    # stays in one process, and this test would compare the one-process path with itself)
+    assert _can_fork()
+    layouts, a, b = _many_pairs()
+    one, two = compare(layouts, a, b), compare(layouts, a, b, workers=2)
+    _assert_same_measures(one, two)
     assert len(one.area) == len(a) and one.area.max() > one.area.min()
+
+
+def _dying_batch(start: int):
+    import os
+
+    os._exit(3)  # as a worker killed by the kernel (out of memory) would
+
+
+def test_a_dead_comparison_worker_is_reported_and_the_pairs_compared_here(monkeypatch, caplog):
+    from postermap.cleaning import layout
+
+    layouts, a, b = _many_pairs()
+    expected = layout.compare(layouts, a, b)
+    monkeypatch.setattr(layout, "_forked_batch", _dying_batch)
+    with caplog.at_level("WARNING", logger="postermap.cleaning.layout"):
+        got = layout.compare(layouts, a, b, workers=2)
+    assert "a worker process died" in caplog.text
+    _assert_same_measures(expected, got)
 
 
 def test_hash_buckets_pair_only_hashes_within_the_bit_budget():

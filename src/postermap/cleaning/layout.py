@@ -37,14 +37,20 @@ colours) are held to a stricter standard there, and confirmed on their thumbnail
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from postermap.images import CHROMA_SIDE, SIGNATURE_BYTES, SIGNATURE_SIDE
+
+log = logging.getLogger(__name__)
 
 N = SIGNATURE_SIDE
 C = CHROMA_SIDE
@@ -176,19 +182,31 @@ _FORKED: list[Any] = []
 
 
 def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether the comparison may fork workers: where the platform forks, and not in a
+    process that hosts Ray. Ray leaves a dozen native threads behind (even after
+    ``ray.shutdown``), and a forked child gets a copy of any lock they hold, held by no
+    one: the child can wait on it for ever (a test run hung so). There the comparison
+    runs in this process; the Ray tasks have the cluster's cores."""
+    return "fork" in multiprocessing.get_all_start_methods() and "ray" not in sys.modules
 
 
 def _compare_forked(
     layouts: Layouts, a: np.ndarray, b: np.ndarray, options: tuple, workers: int
 ) -> PairMeasures:
+    """The batches on ``workers`` forked processes; in this process if one of them dies.
+
+    ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool``: a pool whose worker is
+    killed (out of memory, say) waits for its result for ever, the executor says so."""
     from postermap.runner import die_with_parent
 
     _FORKED[:] = [layouts, a, b, options]
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=die_with_parent) as pool:
-            parts = pool.map(_forked_batch, range(0, len(a), BATCH), chunksize=4)
+        with ProcessPoolExecutor(workers, context, initializer=die_with_parent) as pool:
+            parts = list(pool.map(_forked_batch, range(0, len(a), BATCH), chunksize=4))
+    except BrokenProcessPool as err:
+        log.warning("layout comparison: a worker process died (%s); comparing here", err)
+        return _compare(layouts, a, b, *options)
     finally:
         _FORKED.clear()
     return _joined(parts)
