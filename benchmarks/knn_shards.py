@@ -1,22 +1,21 @@
-"""The neighbours stage's single-threaded hnswlib build against two shards built at once.
+"""The neighbour index as one hnswlib graph built in one thread against its graphs built at once.
 
-    python -m benchmarks.knn_shards [--n 169000]
+    python -m benchmarks.knn_shards [--n 169000] [--shards 2]
 
-The stage builds its index in one thread, so the graph is the same on every run, and the
-second core idles for most of the stage (93% of its samples at 169k). hnswlib releases
-the GIL while it adds items, so two indexes over two halves of the rows, each built in
-one thread (each still reproducible), can be built at once in two Python threads; every
-query then searches both and keeps the best ``k``. This measures whether that pays: build
-and query seconds of both, in the same run, on a Gaussian mixture of unit vectors in the
-stage's 128 dimensions, and recall@k of each against exact cosine search for a sample of
-2,000 rows. Writes ``benchmarks/results/knn-shards-N.json``.
+A graph is the same on every run only when one thread builds it, so one graph leaves the
+second core idle (93% of the neighbours stage's samples at 169k). hnswlib releases the
+GIL while it adds items, so :class:`postermap.similarity.NeighbourIndex` builds one
+graph per part of the rows, each in its own thread (each still reproducible), and every
+query searches them all and keeps the best ``k``. This times both with the stage's own
+code in the same run, on a Gaussian mixture of unit vectors in the stage's 128
+dimensions, with recall@k of each against exact cosine search for a sample of 2,000
+rows. Writes ``benchmarks/results/knn-shards-N.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import threading
 import time
 
 import numpy as np
@@ -28,35 +27,14 @@ log = logging.getLogger("benchmarks.knn_shards")
 SAMPLE = 2000
 
 
-def sharded(vectors: np.ndarray, shards: int) -> tuple[list, float]:
-    """``shards`` (index, rows) over consecutive parts of ``vectors``, built in as many
-    threads, and the seconds the build took."""
-    parts = np.array_split(np.arange(len(vectors)), shards)
-    built: list = [None] * shards
-
-    def build(s: int) -> None:
-        # an index labels its rows 0..len-1: the shard's rows map them back
-        built[s] = (build_index(vectors[parts[s]], seed=0), parts[s])
-
+def timed_index(vectors: np.ndarray, shards: int, k: int) -> tuple[np.ndarray, float, float]:
+    """Every row's ``k`` nearest from an index of ``shards`` graphs; build and query s."""
     start = time.perf_counter()
-    threads = [threading.Thread(target=build, args=(s,)) for s in range(shards)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return built, time.perf_counter() - start
-
-
-def sharded_nearest(indexes: list, queries: np.ndarray, k: int) -> np.ndarray:
-    """The best ``k`` labels (global rows) over every shard's ``k`` nearest."""
-    labels, sims = [], []
-    for index, rows in indexes:
-        local, sim = nearest(index, queries, k)
-        labels.append(rows[local])
-        sims.append(sim)
-    merged_labels, merged_sims = np.hstack(labels), np.hstack(sims)
-    order = np.argsort(-merged_sims, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(merged_labels, order, axis=1)
+    index = build_index(vectors, seed=0, shards=shards)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    labels, _ = nearest(index, vectors, k)
+    return labels, build, time.perf_counter() - start
 
 
 def recall(found: np.ndarray, vectors: np.ndarray, sample: np.ndarray, k: int) -> float:
@@ -76,18 +54,8 @@ def main() -> None:
     k = NEIGHBOURS + 1
     sample = np.random.default_rng(1).choice(args.n, min(SAMPLE, args.n), replace=False)
 
-    start = time.perf_counter()
-    single = build_index(vectors, seed=0)
-    single_build = time.perf_counter() - start
-    start = time.perf_counter()
-    single_labels, _ = nearest(single, vectors, k)
-    single_query = time.perf_counter() - start
-    del single
-
-    indexes, shard_build = sharded(vectors, args.shards)
-    start = time.perf_counter()
-    shard_labels = sharded_nearest(indexes, vectors, k)
-    shard_query = time.perf_counter() - start
+    single_labels, single_build, single_query = timed_index(vectors, 1, k)
+    shard_labels, shard_build, shard_query = timed_index(vectors, args.shards, k)
 
     result = {
         "n": args.n,

@@ -23,7 +23,7 @@ does not list yet:
    belong to (at least ``CLUSTER_VOTE`` of them), else it is noise; cluster ids and
    ``clusters.toml`` stay as they are, every cluster is scored and named again with its
    new members (curated names kept);
-6. **neighbours**: the hnswlib index grows by ``add_items``; new images get their lists,
+6. **neighbours**: the neighbour index grows (its smallest graph); new images get their lists,
    and an old image's list changes only where a new image beats its last neighbour.
 
 Each step computes its outputs into ``add/<step>/`` (a workspace of its own) and then
@@ -75,7 +75,7 @@ from postermap.images import DECODE_ERRORS
 from postermap.layout import PARTIAL_NEIGHBOURS, tsne_place
 from postermap.overrides import apply_overrides, read_overrides
 from postermap.runner import make_runner
-from postermap.similarity import NEIGHBOURS
+from postermap.similarity import NEIGHBOURS, NeighbourIndex, save_index
 from postermap.vectors import Projection
 from postermap.workspace import Grid, Layout, Neighbours, Workspace, atomic_write_json
 
@@ -180,7 +180,7 @@ class _MapIndex:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._index: Any = None
+        self._index: NeighbourIndex | None = None
         self._projection: Projection | None = None
 
     def project(self, features: np.ndarray) -> np.ndarray:
@@ -190,16 +190,10 @@ class _MapIndex:
 
     def nearest(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(layout rows, cosines) of the k nearest images in the index, best first."""
-        import hnswlib
-
         if self._index is None:
-            index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
-            index.load_index(str(self.ws.neighbour_index_path))
-            index.set_ef(100)
-            self._index = index
-        k = min(k, self._index.get_current_count())
-        labels, distances = self._index.knn_query(vectors, k=k)
-        return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+            self._index = NeighbourIndex.load(self.ws.neighbour_index_path)
+        labels, sims = self._index.query(vectors, k)
+        return labels.astype(np.int64), sims
 
     def reset(self) -> None:
         self._index = None
@@ -480,10 +474,6 @@ def vote_clusters(neighbour_labels: np.ndarray, share: float = CLUSTER_VOTE) -> 
 
 # -- 6. neighbours ---------------------------------------------------------------------
 def _neighbours_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str, Any]:
-    import hnswlib
-
-    from postermap.similarity import save_index
-
     layout_ids = ws.read_layout().ids.tolist()
     old = ws.read_neighbours()
     n_old, n = len(old.rows), len(layout_ids)
@@ -492,15 +482,10 @@ def _neighbours_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str
         out.write_neighbours(old)
         return {"new": 0, "old_lists_changed": 0}
     vectors = _new_map_vectors(ws, index, layout_ids[n_old:])
-    graph = hnswlib.Index(space="cosine", dim=vectors.shape[1])
-    graph.load_index(str(ws.neighbour_index_path), max_elements=n)
-    graph.set_num_threads(1)  # the same graph on every run
-    graph.add_items(vectors, np.arange(n_old, n))
-    graph.set_ef(100)
+    graph = NeighbourIndex.load(ws.neighbour_index_path)
+    graph.add(vectors, np.arange(n_old, n))
     k = old.rows.shape[1] if old.rows.ndim == 2 and old.rows.shape[1] else NEIGHBOURS
-    query = min(k + 1, n)
-    labels, distances = graph.knn_query(vectors, k=query)
-    sims = (1.0 - distances).astype(np.float32)
+    labels, sims = graph.query(vectors, min(k + 1, n))
     rows = np.full((n, k), -1, np.int32)
     scores = np.zeros((n, k), np.float32)
     rows[:n_old], scores[:n_old] = old.rows, old.scores

@@ -208,8 +208,9 @@ class Workspace:
 
     @property
     def neighbour_index_path(self) -> Path:
-        """The hnswlib index of the projected features (``similar`` queries)."""
-        return self.neighbours_dir / "index.bin"
+        """The neighbour index of the projected features (``similar`` queries, ``add``):
+        the list of its hnswlib graphs, which lie beside it."""
+        return self.neighbours_dir / "index.json"
 
     @property
     def projection_path(self) -> Path:

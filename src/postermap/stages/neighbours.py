@@ -1,6 +1,6 @@
 """Neighbours: every image's most similar images ("more like this", :mod:`postermap.similarity`).
 
-Outputs: the neighbour rows and scores, the hnswlib index and its PCA projection.
+Outputs: the neighbour rows and scores, the index (hnswlib graphs) and its PCA projection.
 """
 
 from __future__ import annotations
@@ -28,6 +28,6 @@ STAGE = Stage(
     name="neighbours",
     depends=("reduce",),
     run=run,
-    version=2,
+    version=3,  # 3: the index as two graphs built at once
     doc="Index the embeddings and store every image's 20 most similar images.",
 )
