@@ -182,7 +182,7 @@ def nearest(index: NeighbourIndex, queries: np.ndarray, k: int) -> tuple[np.ndar
     return index.query(queries, k)
 
 
-def all_neighbours(index: Any, vectors: np.ndarray, k: int) -> Neighbours:
+def all_neighbours(index: NeighbourIndex, vectors: np.ndarray, k: int) -> Neighbours:
     """Each row's ``k`` nearest other rows (-1 where fewer exist), itself left out
     (normally first; exact copies may tie with it)."""
     n = len(vectors)
