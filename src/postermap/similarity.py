@@ -43,8 +43,8 @@ class NeighbourIndex:
     left the second core idle for 93% of the neighbours stage. hnswlib lets go of the GIL
     while it inserts, so one graph per part of the rows, each built in its own thread, is
     reproducible and uses both cores. A query searches every graph and keeps the best
-    ``k``: at 169k rows the build took 0.50x the time of one graph, the queries 1.47x,
-    0.72x in all, with recall@21 0.9998 against one graph's 0.9993
+    ``k``: at 169k rows the build took 0.52x the time of one graph, the queries 1.71x,
+    0.78x in all, with recall@21 0.9998 against one graph's 0.9993
     (``benchmarks/knn_shards.py``). Labels are rows of the whole index in every graph.
     """
 
