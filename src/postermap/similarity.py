@@ -70,7 +70,7 @@ class NeighbourIndex:
             g.add_items(vectors[rows], rows)
             return g
 
-        threads = max(1, min(len(parts), os.cpu_count() or 1))
+        threads = min(len(parts), _cores())
         with ThreadPoolExecutor(threads) as pool:
             return cls(list(pool.map(graph, parts)))
 
@@ -87,11 +87,12 @@ class NeighbourIndex:
         k = min(k, len(self))
         labels = np.empty((len(queries), k), np.int32)
         sims = np.empty((len(queries), k), np.float32)
+        for g in self.graphs:
+            g.set_ef(max(ef, k))
         for at in range(0, len(queries), QUERY_BLOCK):
             block = queries[at : at + QUERY_BLOCK]
             found, distances = [], []
             for g in self.graphs:
-                g.set_ef(max(ef, k))
                 got = g.knn_query(block, k=min(k, g.get_current_count()), num_threads=_cores())
                 found.append(got[0].astype(np.int32))
                 distances.append(got[1])
