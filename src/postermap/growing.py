@@ -75,7 +75,7 @@ from postermap.images import DECODE_ERRORS
 from postermap.layout import PARTIAL_NEIGHBOURS, tsne_place
 from postermap.overrides import apply_overrides, read_overrides
 from postermap.runner import make_runner
-from postermap.similarity import NEIGHBOURS, NeighbourIndex, save_index
+from postermap.similarity import NEIGHBOURS, NeighbourIndex, load_index, save_index
 from postermap.vectors import Projection
 from postermap.workspace import Grid, Layout, Neighbours, Workspace, atomic_write_json
 
@@ -191,7 +191,7 @@ class _MapIndex:
     def nearest(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(layout rows, cosines) of the k nearest images in the index, best first."""
         if self._index is None:
-            self._index = NeighbourIndex.load(self.ws.neighbour_index_path)
+            self._index = load_index(self.ws.neighbour_index_path)
         labels, sims = self._index.query(vectors, k)
         return labels.astype(np.int64), sims
 
@@ -482,7 +482,7 @@ def _neighbours_new(ws: Workspace, out: Workspace, index: _MapIndex) -> dict[str
         out.write_neighbours(old)
         return {"new": 0, "old_lists_changed": 0}
     vectors = _new_map_vectors(ws, index, layout_ids[n_old:])
-    graph = NeighbourIndex.load(ws.neighbour_index_path)
+    graph = load_index(ws.neighbour_index_path)
     graph.add(vectors, np.arange(n_old, n))
     k = old.rows.shape[1] if old.rows.ndim == 2 and old.rows.shape[1] else NEIGHBOURS
     labels, sims = graph.query(vectors, min(k + 1, n))

@@ -115,12 +115,12 @@ def test_ties_between_graphs_go_to_the_lower_row():
 
 def test_a_saved_index_loads_back_and_grows_into_its_smaller_graph(tmp_path):
     from postermap.errors import StageOrderError
-    from postermap.similarity import NeighbourIndex, build_index
+    from postermap.similarity import build_index, load_index
 
     vectors = _unit_rows(1001)
     index = build_index(vectors[:1000], shards=2)
     index.save(tmp_path / "index.json")
-    loaded = NeighbourIndex.load(tmp_path / "index.json")
+    loaded = load_index(tmp_path / "index.json")
     assert np.array_equal(loaded.query(vectors[:50], 5)[0], index.query(vectors[:50], 5)[0])
     loaded.add(vectors[1000:], np.array([1000]))
     assert [g.get_current_count() for g in loaded.graphs] == [500, 501]  # ties: the last
@@ -129,9 +129,9 @@ def test_a_saved_index_loads_back_and_grows_into_its_smaller_graph(tmp_path):
 
     (tmp_path / "index-1.bin").write_bytes(b"not a graph")
     with pytest.raises(StageOrderError, match="index-1.bin: not readable"):
-        NeighbourIndex.load(tmp_path / "index.json")
+        load_index(tmp_path / "index.json")
     index.graphs[1].save_index(str(tmp_path / "index-1.bin"))
     loaded.save(tmp_path / "grown.json")  # lists 501 vectors in its second graph
     (tmp_path / "grown-1.bin").write_bytes((tmp_path / "index-1.bin").read_bytes())
     with pytest.raises(StageOrderError, match="500 vectors where grown.json says 501"):
-        NeighbourIndex.load(tmp_path / "grown.json")
+        load_index(tmp_path / "grown.json")

@@ -26,7 +26,6 @@ same motif.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from PIL import Image
 
 from postermap.cleaning.layout import Layouts, PairMeasures, compare, same_graphic_pixels
 from postermap.cleaning.records import Verdict, keep_order
+from postermap.knn import SHARDS, ShardedIndex
 from postermap.vectors import Projection, normalise
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ def group_verdicts(
 
 
 def embedding_candidates(
-    features: np.ndarray, rows: np.ndarray, k: int, dims: int = 128
+    features: np.ndarray, rows: np.ndarray, k: int, dims: int = 128, shards: int = SHARDS
 ) -> np.ndarray:
     """(m, 2) pairs (i < j) of positions in ``rows`` where j is among i's k nearest
     neighbours by cosine (hnswlib) of ``features[rows]`` (:func:`unique_pairs`).
@@ -306,10 +306,9 @@ def embedding_candidates(
     Vectors are first projected to ``dims`` principal components (and re-normalised):
     candidates only need the neighbourhood right, the confirmation uses the full vectors,
     and a 128-d index builds ~10x faster than a 1280-d one at 169k images. The projection
-    is fitted on a sample and applied in chunks, so no copy of the rows is made.
+    is fitted on a sample and applied in chunks, so no copy of the rows is made. The index
+    is ``shards`` graphs built at once (:mod:`postermap.knn`): the same pairs on every run.
     """
-    import hnswlib
-
     if len(rows) < 2:
         return np.zeros((0, 2), np.int64)
     if features.shape[1] > dims and len(rows) > dims:
@@ -317,15 +316,12 @@ def embedding_candidates(
     else:
         vectors = normalise(features[rows])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = vectors.shape
+    n = len(vectors)
     k = min(k + 1, n)
-    index = hnswlib.Index(space="ip", dim=dim)
-    index.init_index(max_elements=n, ef_construction=200, M=16, random_seed=0)
-    index.set_num_threads(1)  # deterministic graph
-    index.add_items(vectors, np.arange(n))
-    index.set_ef(max(50, 2 * k))
-    # the queries on every core: they only read the graph, so the same answers
-    labels, _ = index.knn_query(vectors, k=k, num_threads=os.cpu_count() or 1)
+    index = ShardedIndex.build(
+        vectors, space="ip", links=16, ef_construction=200, ef=max(50, 2 * k), shards=shards
+    )
+    labels, _ = index.query(vectors, k)
     return unique_pairs(np.repeat(np.arange(n), labels.shape[1]), labels.ravel())
 
 

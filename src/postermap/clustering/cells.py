@@ -14,17 +14,19 @@ cluster stage averages this graph with the whole-picture kNN graph before Louvai
 
 Cost: ``N * used`` cells are indexed (676k at 169k images and 4 cells, the default: on
 the tuning set 8 cells scored 0.94 / 0.97 against 0.91 / 0.96 for 4, at twice the index
-time, 72 instead of 36 s at 169k). The index is built in one thread (the same graph, so
-the same cluster numbers, on every run: hnswlib's threaded inserts are not reproducible);
-queries only read it and run on all cores.
+time, 72 instead of 36 s at 169k). The index is two graphs built at once, each in one
+thread (the same graphs, so the same cluster numbers, on every run: hnswlib's threaded
+inserts into one graph are not reproducible; :mod:`postermap.knn`); queries only read it
+and run on all cores.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
+
+from postermap.knn import SHARDS, ShardedIndex
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,11 @@ def cell_graph(
     dims: int = CELL_DIMS,
     cell_neighbours: int = CELL_NEIGHBOURS,
     seed: int = 0,
+    shards: int = SHARDS,
 ):
     """Symmetric image graph (scipy CSR, N x N for ``cells[rows]``) from the first ``used``
-    of each image's salient cells; ``cells`` is (rows, m, channels), e.g. a memmap."""
-    import hnswlib
+    of each image's salient cells; ``cells`` is (rows, m, channels), e.g. a memmap. The
+    cells' index is ``shards`` graphs built at once (:mod:`postermap.knn`)."""
     from scipy import sparse
     from sklearn.decomposition import PCA
 
@@ -78,22 +81,18 @@ def cell_graph(
         z = pca.transform(part).astype(np.float32)
         z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
         vectors[start * used : start * used + len(z)] = z
-    index = hnswlib.Index(space="cosine", dim=dims)
-    index.init_index(max_elements=len(vectors), M=8, ef_construction=40, random_seed=seed)
-    index.set_num_threads(1)
-    index.add_items(vectors, np.arange(len(vectors)))
     k = min(cell_neighbours + used, len(vectors))
-    index.set_ef(max(2 * k, 30))
+    index = ShardedIndex.build(
+        vectors, links=8, ef_construction=40, ef=max(2 * k, 30), seed=seed, shards=shards
+    )
     keep = min(neighbours, n - 1)
     src_all, dst_all, w_all = [], [], []
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        found, distances = index.knn_query(
-            vectors[start * used : stop * used], k=k, num_threads=os.cpu_count() or 1
-        )
+        found, sims = index.query(vectors[start * used : stop * used], k)
         src = np.repeat(np.arange(start, stop), used * k)
         dst = found.ravel().astype(np.int64) // used
-        weight = np.maximum(1.0 - distances.ravel(), 0.0)
+        weight = np.maximum(sims.ravel(), 0.0)
         other = src != dst
         s, d, w = _strongest(src[other], dst[other], weight[other], keep)
         src_all.append(s)

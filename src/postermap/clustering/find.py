@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import numpy as np
+
+from postermap.knn import SHARDS, ShardedIndex
 
 log = logging.getLogger(__name__)
 
@@ -124,31 +125,27 @@ def whiten(points: np.ndarray) -> np.ndarray:
     return points / np.maximum(points.std(axis=0), 1e-12)
 
 
-def knn_graph(points: np.ndarray, k: int, seed: int = 0):
+def knn_graph(points: np.ndarray, k: int, seed: int = 0, shards: int = SHARDS):
     """Symmetric sparse graph (scipy CSR) linking every point to its ``k`` nearest by
     cosine, weighted by the (non-negative) similarity, averaged over both directions.
 
-    hnswlib, built in one thread so the graph (and so the cluster numbers) is the same on
-    every run.
+    hnswlib as ``shards`` graphs, each built in one thread (:mod:`postermap.knn`), so the
+    graph (and so the cluster numbers) is the same on every run.
     """
-    import hnswlib
     from scipy import sparse
 
     n = len(points)
     k = min(k, n - 1)
     unit = np.array(points, dtype=np.float32, order="C")  # a copy: the caller's is kept
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-    index = hnswlib.Index(space="cosine", dim=unit.shape[1])
-    index.init_index(max_elements=n, M=12, ef_construction=60, random_seed=seed)
-    index.set_num_threads(1)
-    index.add_items(unit, np.arange(n))
-    index.set_ef(max(2 * k, 50))
-    # queries only read the index: all cores, the same answers
-    found, distances = index.knn_query(unit, k=k + 1, num_threads=os.cpu_count() or 1)
+    index = ShardedIndex.build(
+        unit, links=12, ef_construction=60, ef=max(2 * k, 50), seed=seed, shards=shards
+    )
+    found, sims = index.query(unit, k + 1)
     # drop each point itself (usually the first hit, not always when there are ties)
     rows = np.repeat(np.arange(n), k + 1)
     cols = found.ravel().astype(np.int64)
-    weights = np.maximum(1.0 - distances.ravel().astype(np.float64), 0.0)
+    weights = np.maximum(sims.ravel().astype(np.float64), 0.0)
     keep = cols != rows
     graph = sparse.csr_matrix((weights[keep], (rows[keep], cols[keep])), shape=(n, n))
     return ((graph + graph.T) * 0.5).tocsr()
