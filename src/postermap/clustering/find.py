@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from postermap.knn import SHARDS, ShardedIndex
+from postermap.knn import ShardedIndex
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,19 @@ def whiten(points: np.ndarray) -> np.ndarray:
     return points / np.maximum(points.std(axis=0), 1e-12)
 
 
-def knn_graph(points: np.ndarray, k: int, seed: int = 0, shards: int = SHARDS):
+#: graphs the whole-picture index is built as: one. Two gave no time back at 169k
+#: (1.05x, ``benchmarks/knn_shards.py``): a cheap graph searched hard, and a search costs
+#: nearly as much in a graph half the size; and the groups of
+#: ``test_a_group_larger_than_the_density_allows_is_not_torn_apart`` came out differently.
+GRAPH_SHARDS = 1
+
+
+def knn_graph(points: np.ndarray, k: int, seed: int = 0, shards: int = GRAPH_SHARDS):
     """Symmetric sparse graph (scipy CSR) linking every point to its ``k`` nearest by
     cosine, weighted by the (non-negative) similarity, averaged over both directions.
 
-    hnswlib as ``shards`` graphs, each built in one thread (:mod:`postermap.knn`), so the
-    graph (and so the cluster numbers) is the same on every run.
+    hnswlib (:mod:`postermap.knn`), each of its ``shards`` graphs built in one thread, so
+    the graph (and so the cluster numbers) is the same on every run.
     """
     from scipy import sparse
 
